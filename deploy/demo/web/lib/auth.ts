@@ -1,0 +1,72 @@
+import { betterAuth, type BetterAuthOptions } from "better-auth";
+import { getMigrations } from "better-auth/db/migration";
+import { bearer, jwt } from "better-auth/plugins";
+import { configFromEnv, keyPairConfigFor } from "./config";
+
+function buildOptions() {
+  const cfg = configFromEnv();
+  return {
+    cfg,
+    plugins: [
+      bearer(),
+      jwt({
+        jwks: {
+          keyPairConfig: keyPairConfigFor(cfg.alg),
+          ...(cfg.rotationInterval ? { rotationInterval: cfg.rotationInterval } : {}),
+          ...(cfg.gracePeriod ? { gracePeriod: cfg.gracePeriod } : {}),
+        },
+        jwt: {
+          expirationTime: cfg.expirationTime,
+          ...(cfg.issuer ? { issuer: cfg.issuer } : {}),
+          ...(cfg.audience ? { audience: cfg.audience } : {}),
+        },
+      }),
+    ],
+  };
+}
+
+async function openDatabase(cfg: ReturnType<typeof configFromEnv>) {
+  if (cfg.database.kind === "postgres") {
+    const { Pool } = await import("pg");
+    return new Pool({ connectionString: cfg.database.connectionString });
+  }
+  const { default: Database } = await import("better-sqlite3");
+  const db = new Database(cfg.database.path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("busy_timeout = 5000");
+  return db;
+}
+
+async function createAuth() {
+  const { cfg, plugins } = buildOptions();
+  const database = await openDatabase(cfg);
+  const options = {
+    // BETTER_AUTH_URL and BETTER_AUTH_SECRET are read by Better Auth itself.
+    database,
+    emailAndPassword: { enabled: true },
+    plugins,
+  } satisfies BetterAuthOptions;
+
+  // Create or update the schema (user, session, account, verification, jwks).
+  // getMigrations only plans what is missing, so this is idempotent.
+  const { runMigrations } = await getMigrations(options);
+  await runMigrations();
+
+  return betterAuth(options);
+}
+
+export type Auth = Awaited<ReturnType<typeof createAuth>>;
+
+const globalForAuth = globalThis as unknown as { __demoAuth?: Promise<Auth> };
+
+// The auth instance is created on first use (never during `next build`) and
+// shared by every route of this server process.
+export function getAuth(): Promise<Auth> {
+  if (!globalForAuth.__demoAuth) {
+    globalForAuth.__demoAuth = createAuth().catch((err) => {
+      globalForAuth.__demoAuth = undefined;
+      throw err;
+    });
+  }
+  return globalForAuth.__demoAuth;
+}
