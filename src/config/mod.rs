@@ -1,0 +1,255 @@
+//! Configuration in two stages: [`raw`] mirrors the TOML file for serde, [`validate`]
+//! checks it as a whole and produces the typed [`Config`] below. The request path only
+//! ever sees the typed form: parsed addresses, URIs, header names and durations.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use crate::alg::Alg;
+pub use raw::AuthMode;
+
+/// The validated configuration of one gateway instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub identity: IdentityConfig,
+    /// The folder relative paths in the file resolve against.
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Time allowed for the upstream to send its response head; past it, 504.
+    pub upstream_timeout: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: Duration,
+    /// Time a client has to send a complete request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Bound of the verified-token cache; 0 disables it.
+    pub token_cache_entries: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// `iss` must equal this exactly; it is also how a token finds its provider.
+    pub issuer: String,
+    pub keys: KeySource,
+    /// When non-empty, `aud` must contain one of these.
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Jwks(JwksConfig),
+    Secret(SharedSecret),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    pub url: reqwest::Url,
+    pub refresh_interval: Duration,
+    /// Least gap between two refetches triggered by an unknown `kid`.
+    pub refresh_cooldown: Duration,
+    pub fetch_timeout: Duration,
+}
+
+/// An HS256 secret read from the environment. Its bytes never appear in `Debug`.
+#[derive(Clone)]
+pub struct SharedSecret {
+    pub env: String,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for SharedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedSecret")
+            .field("env", &self.env)
+            .field("bytes", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Normalized prefix: starts with `/`, no trailing `/` (except the root itself).
+    pub prefix: String,
+    pub upstream: Upstream,
+    pub auth: AuthMode,
+    /// `None`: every method is allowed.
+    pub methods: Option<Vec<Method>>,
+    /// All of these are needed.
+    pub scopes: Vec<String>,
+    /// Any one of these is enough.
+    pub roles: Vec<String>,
+    /// Names of the providers whose tokens this route accepts; `None`: all of them.
+    pub providers: Option<Vec<String>>,
+    pub forward_authorization: bool,
+}
+
+/// Where a route forwards to: `http://host:port` plus an optional base path that is
+/// prepended to the request's (normalized) path.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub authority: http::uri::Authority,
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub user_id_header: HeaderName,
+    /// `(claim, header)` pairs, in a stable order.
+    pub claim_headers: Vec<(String, HeaderName)>,
+}
+
+/// A configuration that could not be used. Names the file and, for each problem, the
+/// key and the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", Problems { file, problems })]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with the file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+struct Problems<'a> {
+    file: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{}: {n} problem{}",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(f, "\n  {}", self.file)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.key.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside it resolve against the
+    /// file's own folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        Self::from_toml(&text, &path.display().to_string(), &base_dir)
+    }
+
+    /// Validates TOML text. `file` is only used to name the source in errors.
+    pub fn from_toml(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, base_dir).map_err(|problems| ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+
+    /// A short human summary of providers and routes, for `portcullis check`.
+    pub fn summary(&self) -> String {
+        use fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "listen {} (admin {}), upstream timeout {}",
+            self.server.listen,
+            self.server.admin_listen,
+            humantime::format_duration(self.server.upstream_timeout)
+        );
+        let _ = writeln!(s, "{} provider(s):", self.providers.len());
+        for p in &self.providers {
+            let keys = match &p.keys {
+                KeySource::Jwks(j) => format!("JWKS {}", j.url),
+                KeySource::Secret(sec) => format!("shared secret from ${}", sec.env),
+            };
+            let algs: Vec<&str> = p.algorithms.iter().map(|a| a.as_str()).collect();
+            let aud = if p.audiences.is_empty() {
+                "any audience (not checked)".to_owned()
+            } else {
+                format!("audiences {}", p.audiences.join(", "))
+            };
+            let _ = writeln!(
+                s,
+                "  {}: issuer {}, {keys}, algorithms {}, {aud}",
+                p.name,
+                p.issuer,
+                algs.join(",")
+            );
+        }
+        let _ = writeln!(s, "{} route(s):", self.routes.len());
+        for r in &self.routes {
+            let auth = match r.auth {
+                AuthMode::Required => "required",
+                AuthMode::Optional => "optional",
+                AuthMode::Public => "public",
+            };
+            let _ = write!(
+                s,
+                "  {}: {} -> http://{}{} (auth {auth}",
+                r.name, r.prefix, r.upstream.authority, r.upstream.base_path
+            );
+            if let Some(m) = &r.methods {
+                let m: Vec<&str> = m.iter().map(Method::as_str).collect();
+                let _ = write!(s, ", methods {}", m.join(","));
+            }
+            if !r.scopes.is_empty() {
+                let _ = write!(s, ", scopes {}", r.scopes.join(" "));
+            }
+            if !r.roles.is_empty() {
+                let _ = write!(s, ", roles {}", r.roles.join("|"));
+            }
+            let _ = writeln!(s, ")");
+        }
+        s
+    }
+}

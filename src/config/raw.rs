@@ -1,0 +1,82 @@
+//! Serde mirror of the TOML file: every table denies unknown keys, so a misspelled
+//! `audiences` is an error instead of a silently disabled check. Nothing here is used on
+//! the request path; `validate` turns it into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::alg::Alg;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub identity: RawIdentity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
+    pub upstream_timeout: Option<Spanned<String>>,
+    pub shutdown_timeout: Option<Spanned<String>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub token_cache_entries: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProvider {
+    pub name: Spanned<String>,
+    pub issuer: Spanned<String>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Spanned<Vec<Alg>>>,
+    pub leeway: Option<Spanned<String>>,
+    pub refresh_interval: Option<Spanned<String>>,
+    pub refresh_cooldown: Option<Spanned<String>>,
+    pub fetch_timeout: Option<Spanned<String>>,
+    pub insecure_allow_http_jwks: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A valid token is needed; anything else is a 401.
+    Required,
+    /// Anonymous requests pass without identity; a bad token is still a 401.
+    Optional,
+    /// No token is looked at; identity headers are still stripped.
+    Public,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Spanned<String>,
+    pub prefix: Spanned<String>,
+    pub upstream: Spanned<String>,
+    pub auth: Option<AuthMode>,
+    pub methods: Option<Spanned<Vec<String>>>,
+    pub scopes: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub providers: Option<Spanned<Vec<String>>>,
+    pub forward_authorization: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    pub user_id_header: Option<Spanned<String>>,
+    pub claim_headers: Option<Spanned<BTreeMap<String, String>>>,
+}

@@ -1,0 +1,652 @@
+//! Raw config -> typed [`Config`]. Every semantic problem is collected with its key and
+//! line, then reported at once, so an operator fixes a file in one pass.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use toml::Spanned;
+
+use super::raw::{AuthMode, RawConfig, RawIdentity, RawProvider, RawRoute, RawServer};
+use super::{
+    Config, IdentityConfig, JwksConfig, KeySource, Problem, ProviderConfig, RouteConfig,
+    ServerConfig, SharedSecret, Upstream,
+};
+use crate::alg::Alg;
+use crate::headers;
+use crate::path;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 100_000;
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
+const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+const MIN_SECRET_BYTES: usize = 32;
+
+struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn line_of(&self, span: Option<Range<usize>>) -> Option<usize> {
+        let start = span?.start.min(self.text.len());
+        Some(self.text[..start].bytes().filter(|&b| b == b'\n').count() + 1)
+    }
+
+    fn problem(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
+        let line = self.line_of(span);
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: msg.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+        allow_zero: bool,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.problem(Some(v.span()), key, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(_) => {
+                self.problem(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "`{}` is not a duration; write it like \"500ms\", \"30s\", \"5m\" or \"24h\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn socket_addr(&mut self, v: Option<&Spanned<String>>, key: &str, default: &str) -> SocketAddr {
+        let Some(v) = v else {
+            return default.parse().expect("default address parses");
+        };
+        match v.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    Some(v.span()),
+                    key,
+                    format!("`{}` is not an IP:port address", v.get_ref()),
+                );
+                default.parse().expect("default address parses")
+            }
+        }
+    }
+}
+
+/// Parses and validates; on failure returns every problem found.
+pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut ctx = Ctx {
+        text,
+        problems: Vec::new(),
+    };
+    let raw: RawConfig = match toml::de::Deserializer::parse(text)
+        .map_err(|e| (String::new(), e))
+        .and_then(|de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                (path, e.into_inner())
+            })
+        }) {
+        Ok(raw) => raw,
+        Err((path, e)) => {
+            let key = if path == "." { String::new() } else { path };
+            ctx.problem(e.span(), key, e.message().trim().to_owned());
+            return Err(ctx.problems);
+        }
+    };
+
+    let server = server(&mut ctx, &raw.server);
+    let providers = providers(&mut ctx, &raw.providers);
+    let identity = identity(&mut ctx, &raw.identity);
+    let routes = routes(&mut ctx, &raw.routes, &providers);
+
+    if ctx.problems.is_empty() {
+        Ok(Config {
+            server,
+            providers,
+            routes,
+            identity,
+            base_dir: base_dir.to_owned(),
+        })
+    } else {
+        Err(ctx.problems)
+    }
+}
+
+fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerConfig {
+    let listen = ctx.socket_addr(raw.listen.as_ref(), "server.listen", DEFAULT_LISTEN);
+    let admin_listen = ctx.socket_addr(
+        raw.admin_listen.as_ref(),
+        "server.admin_listen",
+        DEFAULT_ADMIN_LISTEN,
+    );
+    if listen == admin_listen && listen.port() != 0 {
+        let span = raw.admin_listen.as_ref().map(Spanned::span);
+        ctx.problem(
+            span,
+            "server.admin_listen",
+            "must differ from server.listen",
+        );
+    }
+    ServerConfig {
+        listen,
+        admin_listen,
+        upstream_timeout: ctx.duration(
+            raw.upstream_timeout.as_ref(),
+            "server.upstream_timeout",
+            DEFAULT_UPSTREAM_TIMEOUT,
+            false,
+        ),
+        shutdown_timeout: ctx.duration(
+            raw.shutdown_timeout.as_ref(),
+            "server.shutdown_timeout",
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            true,
+        ),
+        header_read_timeout: ctx.duration(
+            raw.header_read_timeout.as_ref(),
+            "server.header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+            false,
+        ),
+        token_cache_entries: raw
+            .token_cache_entries
+            .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
+    }
+}
+
+fn providers(ctx: &mut Ctx<'_>, raws: &[RawProvider]) -> Vec<ProviderConfig> {
+    let mut names = HashSet::new();
+    let mut issuers = HashSet::new();
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let key = |k: &str| format!("providers[{i}].{k}");
+        let name = raw.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            ctx.problem(Some(raw.name.span()), key("name"), "must not be empty");
+        } else if !names.insert(name.clone()) {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("name"),
+                format!("provider `{name}` is defined twice"),
+            );
+        }
+        let issuer = raw.issuer.get_ref().clone();
+        if issuer.is_empty() {
+            ctx.problem(Some(raw.issuer.span()), key("issuer"), "must not be empty");
+        } else if !issuers.insert(issuer.clone()) {
+            ctx.problem(
+                Some(raw.issuer.span()),
+                key("issuer"),
+                "two providers claim the same issuer; a token's `iss` must select exactly one",
+            );
+        }
+
+        let audiences = raw.audiences.clone().unwrap_or_default();
+        if audiences.iter().any(|a| a.is_empty()) {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("audiences"),
+                "an audience must not be empty",
+            );
+        }
+        let leeway = ctx.duration(raw.leeway.as_ref(), &key("leeway"), DEFAULT_LEEWAY, true);
+
+        let keys = match (&raw.jwks_url, &raw.secret_env) {
+            (Some(url), None) => jwks(ctx, raw, url, i).map(KeySource::Jwks),
+            (None, Some(env)) => secret(ctx, env, i).map(KeySource::Secret),
+            (Some(_), Some(env)) => {
+                ctx.problem(
+                    Some(env.span()),
+                    key("secret_env"),
+                    "set either jwks_url or secret_env, not both: shared secrets are never mixed with JWKS keys",
+                );
+                None
+            }
+            (None, None) => {
+                ctx.problem(
+                    Some(raw.name.span()),
+                    key("jwks_url"),
+                    "one of jwks_url or secret_env is required",
+                );
+                None
+            }
+        };
+        let symmetric = matches!(keys, Some(KeySource::Secret(_)));
+        let algorithms = match &raw.algorithms {
+            None if symmetric => vec![Alg::HS256],
+            None => Alg::ASYMMETRIC.to_vec(),
+            Some(list) => {
+                let algs = list.get_ref().clone();
+                if algs.is_empty() {
+                    ctx.problem(Some(list.span()), key("algorithms"), "must not be empty");
+                }
+                if symmetric && algs.iter().any(|a| !a.is_symmetric()) {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("algorithms"),
+                        "a secret_env provider verifies HS256 only",
+                    );
+                }
+                if !symmetric && algs.iter().any(|a| a.is_symmetric()) {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("algorithms"),
+                        "HS256 needs secret_env; a JWKS provider never accepts HMAC (it would let a public key act as a secret)",
+                    );
+                }
+                algs
+            }
+        };
+        if let Some(keys) = keys {
+            out.push(ProviderConfig {
+                name,
+                issuer,
+                keys,
+                audiences,
+                algorithms,
+                leeway,
+            });
+        }
+    }
+    out
+}
+
+fn jwks(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProvider,
+    url: &Spanned<String>,
+    i: usize,
+) -> Option<JwksConfig> {
+    let key = |k: &str| format!("providers[{i}].{k}");
+    let refresh_interval = ctx.duration(
+        raw.refresh_interval.as_ref(),
+        &key("refresh_interval"),
+        DEFAULT_REFRESH_INTERVAL,
+        false,
+    );
+    let refresh_cooldown = ctx.duration(
+        raw.refresh_cooldown.as_ref(),
+        &key("refresh_cooldown"),
+        DEFAULT_REFRESH_COOLDOWN,
+        false,
+    );
+    let fetch_timeout = ctx.duration(
+        raw.fetch_timeout.as_ref(),
+        &key("fetch_timeout"),
+        DEFAULT_FETCH_TIMEOUT,
+        false,
+    );
+    let parsed = match reqwest::Url::parse(url.get_ref()) {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.problem(Some(url.span()), key("jwks_url"), format!("not a URL: {e}"));
+            return None;
+        }
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if !loopback && raw.insecure_allow_http_jwks != Some(true) {
+                ctx.problem(
+                    Some(url.span()),
+                    key("jwks_url"),
+                    "plain http is only allowed to a loopback host; use https, or set insecure_allow_http_jwks = true",
+                );
+            }
+        }
+        other => {
+            ctx.problem(
+                Some(url.span()),
+                key("jwks_url"),
+                format!("scheme `{other}` is not supported; use https"),
+            );
+        }
+    }
+    Some(JwksConfig {
+        url: parsed,
+        refresh_interval,
+        refresh_cooldown,
+        fetch_timeout,
+    })
+}
+
+fn secret(ctx: &mut Ctx<'_>, env: &Spanned<String>, i: usize) -> Option<SharedSecret> {
+    let key = format!("providers[{i}].secret_env");
+    let name = env.get_ref();
+    match std::env::var(name) {
+        Ok(v) if v.len() >= MIN_SECRET_BYTES => Some(SharedSecret {
+            env: name.clone(),
+            bytes: v.into_bytes(),
+        }),
+        Ok(v) if v.is_empty() => {
+            ctx.problem(
+                Some(env.span()),
+                key,
+                format!("environment variable {name} is empty"),
+            );
+            None
+        }
+        Ok(_) => {
+            ctx.problem(
+                Some(env.span()),
+                key,
+                format!(
+                    "the secret in {name} is shorter than {MIN_SECRET_BYTES} bytes (RFC 7518 §3.2)"
+                ),
+            );
+            None
+        }
+        Err(_) => {
+            ctx.problem(
+                Some(env.span()),
+                key,
+                format!("environment variable {name} is not set"),
+            );
+            None
+        }
+    }
+}
+
+fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {
+    let user_id_header = match &raw.user_id_header {
+        None => HeaderName::from_static("x-user-id"),
+        Some(v) => identity_header(ctx, v.get_ref(), Some(v.span()), "identity.user_id_header")
+            .unwrap_or_else(|| HeaderName::from_static("x-user-id")),
+    };
+    let mut seen: HashSet<String> = HashSet::from([headers::spelling_key(user_id_header.as_str())]);
+    let mut claim_headers = Vec::new();
+    if let Some(map) = &raw.claim_headers {
+        let span = map.span();
+        let map: &BTreeMap<String, String> = map.get_ref();
+        for (claim, header) in map {
+            let key = format!("identity.claim_headers.{claim}");
+            if claim.is_empty() {
+                ctx.problem(Some(span.clone()), key, "claim name must not be empty");
+                continue;
+            }
+            let Some(name) = identity_header(ctx, header, Some(span.clone()), &key) else {
+                continue;
+            };
+            if !seen.insert(headers::spelling_key(name.as_str())) {
+                ctx.problem(
+                    Some(span.clone()),
+                    key,
+                    format!("header `{header}` is already used by another identity header"),
+                );
+                continue;
+            }
+            claim_headers.push((claim.clone(), name));
+        }
+    }
+    IdentityConfig {
+        user_id_header,
+        claim_headers,
+    }
+}
+
+fn identity_header(
+    ctx: &mut Ctx<'_>,
+    value: &str,
+    span: Option<Range<usize>>,
+    key: &str,
+) -> Option<HeaderName> {
+    let Ok(name) = HeaderName::from_str(value) else {
+        ctx.problem(span, key, format!("`{value}` is not a valid header name"));
+        return None;
+    };
+    if headers::is_reserved(&name) {
+        ctx.problem(
+            span,
+            key,
+            format!("`{value}` is a header the gateway manages itself and cannot carry identity"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn routes(ctx: &mut Ctx<'_>, raws: &[RawRoute], providers: &[ProviderConfig]) -> Vec<RouteConfig> {
+    let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let name = raw.name.get_ref().trim().to_owned();
+        if name.is_empty() {
+            ctx.problem(Some(raw.name.span()), key("name"), "must not be empty");
+        } else if !names.insert(name.clone()) {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("name"),
+                format!("route `{name}` is defined twice"),
+            );
+        }
+
+        let prefix = raw.prefix.get_ref();
+        let canonical = match path::normalize(prefix) {
+            Ok(p)
+                if !p.has_params()
+                    && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
+            {
+                let trimmed = p.as_str().trim_end_matches('/');
+                Some(if trimmed.is_empty() {
+                    "/".to_owned()
+                } else {
+                    trimmed.to_owned()
+                })
+            }
+            _ => None,
+        };
+        let canonical = canonical.unwrap_or_else(|| {
+            ctx.problem(
+                Some(raw.prefix.span()),
+                key("prefix"),
+                format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
+            );
+            prefix.clone()
+        });
+        if !prefixes.insert(canonical.clone()) {
+            ctx.problem(
+                Some(raw.prefix.span()),
+                key("prefix"),
+                format!("two routes have the prefix `{canonical}`"),
+            );
+        }
+
+        let upstream = upstream(ctx, &raw.upstream, &key("upstream"));
+        let auth = raw.auth.unwrap_or(AuthMode::Required);
+
+        let methods = raw.methods.as_ref().map(|list| {
+            let mut out = Vec::new();
+            for m in list.get_ref() {
+                match Method::from_bytes(m.as_bytes()) {
+                    Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+                    _ => ctx.problem(
+                        Some(list.span()),
+                        key("methods"),
+                        format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
+                    ),
+                }
+            }
+            out
+        });
+
+        let scopes = raw.scopes.clone().unwrap_or_default();
+        let roles = raw.roles.clone().unwrap_or_default();
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("scopes"),
+                "a scope is one non-empty word",
+            );
+        }
+        if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("roles"),
+                "a role is non-empty and has no comma",
+            );
+        }
+        let route_providers = raw.providers.as_ref().map(|list| {
+            for p in list.get_ref() {
+                if !provider_names.contains(p.as_str()) {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("providers"),
+                        format!("no provider is named `{p}`"),
+                    );
+                }
+            }
+            list.get_ref().clone()
+        });
+
+        match auth {
+            AuthMode::Public => {
+                if !scopes.is_empty() || !roles.is_empty() || route_providers.is_some() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "a public route cannot require scopes, roles or providers",
+                    );
+                }
+            }
+            AuthMode::Optional => {
+                if !scopes.is_empty() || !roles.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
+                    );
+                }
+                if providers.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "needs at least one [[providers]]",
+                    );
+                }
+            }
+            AuthMode::Required => {
+                if providers.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "needs at least one [[providers]]",
+                    );
+                }
+            }
+        }
+
+        if let Some(upstream) = upstream {
+            out.push(RouteConfig {
+                name,
+                prefix: canonical,
+                upstream,
+                auth,
+                methods,
+                scopes,
+                roles,
+                providers: route_providers,
+                forward_authorization: raw.forward_authorization.unwrap_or(true),
+            });
+        }
+    }
+    out
+}
+
+fn upstream(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Upstream> {
+    let text = v.get_ref();
+    let uri = match http::Uri::from_str(text) {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.problem(Some(v.span()), key, format!("`{text}` is not a URL: {e}"));
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") {
+        ctx.problem(
+            Some(v.span()),
+            key,
+            "the upstream must be an http:// URL (the gateway terminates TLS; https upstreams are not supported yet)",
+        );
+        return None;
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        ctx.problem(Some(v.span()), key, "the upstream URL needs a host");
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        ctx.problem(
+            Some(v.span()),
+            key,
+            "credentials in the upstream URL are not allowed",
+        );
+        return None;
+    }
+    if uri.query().is_some() {
+        ctx.problem(Some(v.span()), key, "the upstream URL cannot have a query");
+        return None;
+    }
+    let base = uri.path().trim_end_matches('/');
+    let base_path = if base.is_empty() {
+        String::new()
+    } else {
+        match path::normalize(base) {
+            Ok(p) if p.as_str() == base => base.to_owned(),
+            _ => {
+                ctx.problem(
+                    Some(v.span()),
+                    key,
+                    "the upstream URL's path must be normalized",
+                );
+                return None;
+            }
+        }
+    };
+    Some(Upstream {
+        authority,
+        base_path,
+    })
+}

@@ -1,0 +1,239 @@
+//! One error type for the request path, classified by who failed: the client (4xx), a
+//! dependency (the issuer or the upstream: 502/503/504), or the gateway itself (500).
+//! Rendering is pure: a status, RFC 6750 `WWW-Authenticate` where it applies, and a small
+//! JSON body that never carries a token, a key or an internal detail.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::body::Body;
+use crate::path::PathError;
+
+/// Why a token was refused. Each reason has a fixed, token-free description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("token too large")]
+    TooLarge,
+    #[error("unsupported algorithm")]
+    UnsupportedAlg,
+    #[error("algorithm not allowed for this issuer")]
+    AlgNotAllowed,
+    #[error("unsupported critical header")]
+    CriticalHeader,
+    #[error("token type not accepted")]
+    WrongType,
+    #[error("claim `{0}` has the wrong type")]
+    ClaimType(&'static str),
+    #[error("token has no issuer")]
+    MissingIssuer,
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    #[error("issuer not accepted on this route")]
+    IssuerNotAllowed,
+    #[error("token has no expiry")]
+    MissingExpiry,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    #[error("audience not accepted")]
+    WrongAudience,
+    #[error("token has no valid subject")]
+    InvalidSubject,
+    #[error("token has no key id")]
+    MissingKid,
+    #[error("unknown signing key")]
+    UnknownKid,
+    #[error("key does not fit the algorithm")]
+    KeyMismatch,
+    #[error("bad signature")]
+    BadSignature,
+}
+
+impl TokenError {
+    /// A short, bounded label for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Malformed | TokenError::TooLarge | TokenError::ClaimType(_) => "malformed",
+            TokenError::UnsupportedAlg | TokenError::AlgNotAllowed | TokenError::KeyMismatch => {
+                "bad_algorithm"
+            }
+            TokenError::CriticalHeader | TokenError::WrongType => "bad_header",
+            TokenError::MissingIssuer
+            | TokenError::UnknownIssuer
+            | TokenError::IssuerNotAllowed => "wrong_issuer",
+            TokenError::MissingExpiry | TokenError::Expired => "expired",
+            TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::InvalidSubject => "bad_subject",
+            TokenError::MissingKid | TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // The client's fault.
+    #[error("bad request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("the path reads as different routes depending on `;` parameters")]
+    AmbiguousPath,
+    #[error("unsupported request target")]
+    BadTarget,
+    #[error("more than one Authorization header")]
+    MultipleAuthorization,
+    #[error("no route")]
+    NoRoute,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed { allow: HeaderValue },
+    #[error("no bearer token")]
+    MissingToken,
+    #[error("invalid token: {0}")]
+    InvalidToken(#[from] TokenError),
+    #[error("insufficient scope or role")]
+    InsufficientScope,
+
+    // A dependency's fault.
+    #[error("signing keys of provider `{provider}` are not loaded")]
+    KeysUnavailable { provider: String },
+    #[error("upstream unavailable")]
+    UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+
+    // Ours.
+    #[error("could not build the upstream request")]
+    Internal(#[source] http::Error),
+}
+
+/// Who failed, which decides the log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Dependency,
+    Gateway,
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadPath(_)
+            | Error::AmbiguousPath
+            | Error::BadTarget
+            | Error::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            Error::NoRoute => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Error::InsufficientScope => StatusCode::FORBIDDEN,
+            Error::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::BadPath(_)
+            | Error::AmbiguousPath
+            | Error::BadTarget
+            | Error::MultipleAuthorization
+            | Error::NoRoute
+            | Error::MethodNotAllowed { .. }
+            | Error::MissingToken
+            | Error::InvalidToken(_)
+            | Error::InsufficientScope => Blame::Client,
+            Error::KeysUnavailable { .. }
+            | Error::UpstreamUnavailable(_)
+            | Error::UpstreamTimeout => Blame::Dependency,
+            Error::Internal(_) => Blame::Gateway,
+        }
+    }
+
+    /// The machine-readable `error` code of the JSON body.
+    fn code(&self) -> &'static str {
+        match self {
+            Error::BadPath(_)
+            | Error::AmbiguousPath
+            | Error::BadTarget
+            | Error::MultipleAuthorization => "invalid_request",
+            Error::NoRoute => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::MissingToken => "unauthorized",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::InsufficientScope => "insufficient_scope",
+            Error::KeysUnavailable { .. } => "unavailable",
+            Error::UpstreamUnavailable(_) => "bad_gateway",
+            Error::UpstreamTimeout => "gateway_timeout",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The human message of the JSON body: fixed strings, never internals.
+    fn message(&self) -> String {
+        match self {
+            Error::KeysUnavailable { .. } => {
+                "signing keys are not available yet; retry shortly".to_owned()
+            }
+            Error::UpstreamUnavailable(_) => "the upstream service is unavailable".to_owned(),
+            Error::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.code(), "message": self.message() });
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Error::MissingToken => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="portcullis""#),
+                );
+            }
+            Error::InvalidToken(e) => {
+                let v = format!(
+                    r#"Bearer realm="portcullis", error="invalid_token", error_description="{e}""#
+                );
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Error::InsufficientScope => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="portcullis", error="insufficient_scope""#,
+                    ),
+                );
+            }
+            Error::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, allow.clone());
+            }
+            Error::KeysUnavailable { .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,308 @@
+//! One JWK -> one verification key, parsed once into aws-lc-rs form when the key set loads
+//! so a request costs a signature check and nothing else. A key is bound to its type and
+//! curve (and to the JWK's `alg` when it has one): an Ed25519 key never checks an RS256
+//! signature, and no public key is ever used as an HMAC secret.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::Deserialize;
+
+use crate::alg::Alg;
+
+/// JWK members are base64url; some issuers pad them, which is harmless here.
+const JWK_B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// At most this many entries of a JWKS document are looked at.
+pub const MAX_KEYS: usize = 100;
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+/// A verification key from a JWKS.
+pub struct Key {
+    kid: Option<Box<str>>,
+    /// Identifies the key material; a refresh that returns the same JWK keeps the same
+    /// `Arc<Key>`, so cached verifications survive refreshes but not removals.
+    fingerprint: Box<[u8]>,
+    verifiers: Vec<(Alg, ParsedPublicKey)>,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let algs: Vec<Alg> = self.verifiers.iter().map(|(a, _)| *a).collect();
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("algs", &algs)
+            .finish()
+    }
+}
+
+/// Why a single JWK was skipped (the rest of the set is still used).
+#[derive(Debug, thiserror::Error)]
+pub enum SkipReason {
+    #[error("not a JSON object with a `kty`")]
+    Malformed,
+    #[error("symmetric (`oct`) keys are never accepted from a JWKS")]
+    Symmetric,
+    #[error("key type `{0}` is not supported")]
+    UnsupportedType(String),
+    #[error("curve `{0}` is not supported")]
+    UnsupportedCurve(String),
+    #[error("`use` or `key_ops` says it is not for verifying signatures")]
+    NotForSignatures,
+    #[error("its `alg` does not fit its key type, or is not allowed for this provider")]
+    AlgorithmNotAllowed,
+    #[error("a required member is missing or not valid base64url")]
+    BadMember,
+    #[error("RSA modulus shorter than 2048 bits")]
+    WeakRsa,
+    #[error("the key material was rejected")]
+    Rejected,
+}
+
+impl Key {
+    pub fn supports(&self, alg: Alg) -> bool {
+        self.verifiers.iter().any(|(a, _)| *a == alg)
+    }
+
+    /// Checks `signature` over `message` with this key under `alg`. `false` when the key
+    /// cannot do `alg` or the signature does not verify.
+    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+        self.verifiers
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, k)| k.verify_sig(message, signature).is_ok())
+    }
+
+    /// Parses one JWK, keeping only the algorithms `allowed` by the provider.
+    pub fn from_jwk(value: &serde_json::Value, allowed: &[Alg]) -> Result<Key, SkipReason> {
+        let jwk = RawJwk::deserialize(value).map_err(|_| SkipReason::Malformed)?;
+        if jwk.use_.as_deref().is_some_and(|u| u != "sig")
+            || jwk
+                .key_ops
+                .as_ref()
+                .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
+        {
+            return Err(SkipReason::NotForSignatures);
+        }
+        let b64 = |v: &Option<String>| -> Result<Vec<u8>, SkipReason> {
+            let v = v.as_deref().ok_or(SkipReason::BadMember)?;
+            JWK_B64.decode(v).map_err(|_| SkipReason::BadMember)
+        };
+
+        let (candidates, material): (Vec<Alg>, Vec<u8>) = match jwk.kty.as_str() {
+            "OKP" => match jwk.crv.as_deref() {
+                Some("Ed25519") => {
+                    let x = b64(&jwk.x)?;
+                    if x.len() != 32 {
+                        return Err(SkipReason::BadMember);
+                    }
+                    (vec![Alg::EdDSA], x)
+                }
+                other => return Err(SkipReason::UnsupportedCurve(other.unwrap_or("").into())),
+            },
+            "EC" => {
+                let (alg, len) = match jwk.crv.as_deref() {
+                    Some("P-256") => (Alg::ES256, 32),
+                    Some("P-521") => (Alg::ES512, 66),
+                    other => {
+                        return Err(SkipReason::UnsupportedCurve(other.unwrap_or("").into()));
+                    }
+                };
+                let (x, y) = (b64(&jwk.x)?, b64(&jwk.y)?);
+                if x.len() != len || y.len() != len {
+                    return Err(SkipReason::BadMember);
+                }
+                let mut point = Vec::with_capacity(1 + 2 * len);
+                point.push(4);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (vec![alg], point)
+            }
+            "RSA" => {
+                let (n, e) = (b64(&jwk.n)?, b64(&jwk.e)?);
+                let significant = n.iter().skip_while(|&&b| b == 0).count();
+                if significant < 256 {
+                    return Err(SkipReason::WeakRsa);
+                }
+                let mut material = Vec::with_capacity(n.len() + e.len() + 8);
+                material.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                material.extend_from_slice(&n);
+                material.extend_from_slice(&e);
+                (vec![Alg::RS256, Alg::PS256], material)
+            }
+            "oct" => return Err(SkipReason::Symmetric),
+            other => return Err(SkipReason::UnsupportedType(other.into())),
+        };
+
+        // The JWK's own `alg` narrows what the key may be used for (RFC 7517 §4.4).
+        let algs: Vec<Alg> = candidates
+            .into_iter()
+            .filter(|a| allowed.contains(a))
+            .filter(|a| match jwk.alg.as_deref() {
+                None => true,
+                Some(declared) => {
+                    declared == a.as_str() || (*a == Alg::EdDSA && declared == "Ed25519")
+                }
+            })
+            .collect();
+        if algs.is_empty() {
+            return Err(SkipReason::AlgorithmNotAllowed);
+        }
+
+        let mut verifiers = Vec::with_capacity(algs.len());
+        for alg in algs {
+            let parsed = match alg {
+                Alg::EdDSA => ParsedPublicKey::new(&signature::ED25519, &material),
+                Alg::ES256 => ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &material),
+                Alg::ES512 => ParsedPublicKey::new(&signature::ECDSA_P521_SHA512_FIXED, &material),
+                Alg::RS256 | Alg::PS256 => {
+                    let n_len =
+                        u32::from_be_bytes(material[..4].try_into().expect("4 bytes")) as usize;
+                    let comps = RsaPublicKeyComponents {
+                        n: &material[4..4 + n_len],
+                        e: &material[4 + n_len..],
+                    };
+                    if alg == Alg::RS256 {
+                        comps.to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+                    } else {
+                        comps.to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256)
+                    }
+                }
+                Alg::HS256 => unreachable!("HS256 is never a JWK candidate"),
+            }
+            .map_err(|_| SkipReason::Rejected)?;
+            verifiers.push((alg, parsed));
+        }
+
+        let mut fingerprint = jwk.kty.into_bytes();
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(jwk.alg.as_deref().unwrap_or("").as_bytes());
+        fingerprint.push(0);
+        fingerprint.extend_from_slice(&material);
+        Ok(Key {
+            kid: jwk.kid.map(String::into_boxed_str),
+            fingerprint: fingerprint.into_boxed_slice(),
+            verifiers,
+        })
+    }
+}
+
+/// An immutable set of keys, swapped whole on refresh.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Arc<Key>>,
+    by_kid: HashMap<Box<str>, Arc<Key>>,
+}
+
+/// Why a whole JWKS document was refused (the previous set stays in use).
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("the JWKS is not a JSON object with a `keys` array")]
+    Malformed,
+    #[error("the JWKS lists `kid` {0:?} more than once")]
+    DuplicateKid(String),
+    #[error("the JWKS has no usable key")]
+    NoUsableKeys,
+}
+
+/// What parsing a JWKS document produced.
+pub struct Parsed {
+    pub set: KeySet,
+    /// `(kid, reason)` for each entry that was skipped.
+    pub skipped: Vec<(Option<String>, SkipReason)>,
+}
+
+impl KeySet {
+    /// Parses a JWKS body. Odd entries are skipped one by one; keys identical to one in
+    /// `previous` are reused as the same `Arc`.
+    pub fn parse(
+        body: &[u8],
+        allowed: &[Alg],
+        previous: Option<&KeySet>,
+    ) -> Result<Parsed, JwksError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Doc = serde_json::from_slice(body).map_err(|_| JwksError::Malformed)?;
+        let mut set = KeySet::default();
+        let mut skipped = Vec::new();
+        for value in doc.keys.iter().take(MAX_KEYS) {
+            let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+            let key = match Key::from_jwk(value, allowed) {
+                Ok(k) => k,
+                Err(reason) => {
+                    skipped.push((kid, reason));
+                    continue;
+                }
+            };
+            let key = previous
+                .and_then(|p| {
+                    p.keys
+                        .iter()
+                        .find(|old| old.kid == key.kid && old.fingerprint == key.fingerprint)
+                })
+                .cloned()
+                .unwrap_or_else(|| Arc::new(key));
+            if let Some(kid) = key.kid.clone() {
+                if set.by_kid.insert(kid.clone(), key.clone()).is_some() {
+                    return Err(JwksError::DuplicateKid(kid.into()));
+                }
+            }
+            set.keys.push(key);
+        }
+        if doc.keys.len() > MAX_KEYS {
+            skipped.push((None, SkipReason::Malformed));
+        }
+        if set.keys.is_empty() {
+            return Err(JwksError::NoUsableKeys);
+        }
+        Ok(Parsed { set, skipped })
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Arc<Key>> {
+        self.by_kid.get(kid)
+    }
+
+    /// For a token without `kid`: the one key that can check `alg`, if exactly one can.
+    pub fn sole_for(&self, alg: Alg) -> Option<&Arc<Key>> {
+        let mut it = self.keys.iter().filter(|k| k.supports(alg));
+        match (it.next(), it.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether this exact key is still in the set.
+    pub fn contains(&self, key: &Arc<Key>) -> bool {
+        match key.kid.as_deref() {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key)),
+            None => self.keys.iter().any(|k| Arc::ptr_eq(k, key)),
+        }
+    }
+
+    #[allow(clippy::len_without_is_empty)] // never empty: parse refuses a set without keys
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}

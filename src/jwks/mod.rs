@@ -1,0 +1,197 @@
+//! A provider's JWKS, kept fresh in the background. Requests read the current key set
+//! without taking a lock; a lock guards only the one fetch in flight, so concurrent
+//! unknown-`kid` misses share a single refetch, and a cooldown caps how often those
+//! misses may reach the issuer at all. A failed fetch never replaces a good key set.
+
+mod fetch;
+mod key;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use tokio_util::sync::CancellationToken;
+
+pub use fetch::client;
+pub use key::{Key, KeySet};
+
+use crate::alg::Alg;
+use crate::config::JwksConfig;
+
+/// Never refresh more often than this on the issuer's `max-age` say-so.
+const MIN_REFRESH: Duration = Duration::from_secs(30);
+/// First retry delay after a failed fetch; doubles up to the cap below.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct KeyStore {
+    provider: String,
+    config: JwksConfig,
+    algorithms: Vec<Alg>,
+    client: reqwest::Client,
+    current: ArcSwapOption<KeySet>,
+    /// Bumped on every successful swap; waiters compare it to see a fetch landed.
+    generation: AtomicU64,
+    /// Held for the duration of one fetch; never touched by readers.
+    fetch_lock: tokio::sync::Mutex<()>,
+    in_flight: AtomicBool,
+    last_kid_refetch: Mutex<Option<Instant>>,
+}
+
+/// What an unknown-`kid` refetch produced.
+pub enum Refetch {
+    /// A fetch (ours or a concurrent one) landed; look again in this set.
+    Fresh(Arc<KeySet>),
+    /// No fetch was made: the cooldown since the last unknown-`kid` refetch is running,
+    /// or the fetch failed.
+    Skipped,
+}
+
+impl KeyStore {
+    pub fn new(
+        provider: &str,
+        config: JwksConfig,
+        algorithms: Vec<Alg>,
+        client: reqwest::Client,
+    ) -> KeyStore {
+        KeyStore {
+            provider: provider.to_owned(),
+            config,
+            algorithms,
+            client,
+            current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            in_flight: AtomicBool::new(false),
+            last_kid_refetch: Mutex::new(None),
+        }
+    }
+
+    /// The current key set, `None` until the first fetch succeeds. Lock-free.
+    #[inline]
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    fn cooling_down(&self) -> bool {
+        let last = self
+            .last_kid_refetch
+            .lock()
+            .expect("cooldown clock poisoned");
+        last.is_some_and(|t| t.elapsed() < self.config.refresh_cooldown)
+    }
+
+    /// A token named a `kid` the current set lacks. Refetches at most once per
+    /// `refresh_cooldown`; concurrent callers share one fetch.
+    pub async fn refetch_for_unknown_kid(&self) -> Refetch {
+        let seen = self.generation.load(Ordering::Acquire);
+        if self.cooling_down() && !self.in_flight.load(Ordering::Acquire) {
+            return Refetch::Skipped;
+        }
+        let _guard = self.fetch_lock.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return self.keys().map_or(Refetch::Skipped, Refetch::Fresh);
+        }
+        {
+            let mut last = self
+                .last_kid_refetch
+                .lock()
+                .expect("cooldown clock poisoned");
+            if last.is_some_and(|t| t.elapsed() < self.config.refresh_cooldown) {
+                return Refetch::Skipped;
+            }
+            *last = Some(Instant::now());
+        }
+        self.in_flight.store(true, Ordering::Release);
+        let result = self.fetch_and_swap("unknown kid").await;
+        self.in_flight.store(false, Ordering::Release);
+        match result {
+            Ok(_) => self.keys().map_or(Refetch::Skipped, Refetch::Fresh),
+            Err(()) => Refetch::Skipped,
+        }
+    }
+
+    /// Fetches and, when the document is usable, swaps it in. Returns the issuer's
+    /// `max-age` hint. Errors are logged here; the old set stays.
+    async fn fetch_and_swap(&self, reason: &'static str) -> Result<Option<Duration>, ()> {
+        let fetched =
+            match fetch::fetch(&self.client, &self.config.url, self.config.fetch_timeout).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(
+                        provider = %self.provider, url = %self.config.url, reason,
+                        error = %error_chain(&e),
+                        "JWKS fetch failed; keeping the last good keys"
+                    );
+                    return Err(());
+                }
+            };
+        let previous = self.keys();
+        match KeySet::parse(&fetched.body, &self.algorithms, previous.as_deref()) {
+            Ok(parsed) => {
+                for (kid, why) in &parsed.skipped {
+                    tracing::warn!(provider = %self.provider, kid = kid.as_deref().unwrap_or("-"), "skipped a JWKS entry: {why}");
+                }
+                let n = parsed.set.len();
+                self.current.store(Some(Arc::new(parsed.set)));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(provider = %self.provider, keys = n, reason, "JWKS loaded");
+                Ok(fetched.max_age)
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.provider, url = %self.config.url, reason, "JWKS refused: {e}; keeping the last good keys");
+                Err(())
+            }
+        }
+    }
+
+    /// Loads the keys at start (retrying with capped exponential backoff while the issuer
+    /// is down), then refreshes every `refresh_interval`, sooner if the issuer's
+    /// `max-age` asks for it. Returns when `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut reason = "start";
+        loop {
+            let result = {
+                let _guard = self.fetch_lock.lock().await;
+                self.fetch_and_swap(reason).await
+            };
+            let wait = match result {
+                Ok(max_age) => {
+                    backoff = FIRST_BACKOFF;
+                    let interval = self.config.refresh_interval;
+                    max_age.map_or(interval, |m| interval.min(m.max(MIN_REFRESH)))
+                }
+                Err(()) => {
+                    let wait = backoff;
+                    backoff = (backoff * 2)
+                        .min(MAX_BACKOFF)
+                        .min(self.config.refresh_interval.max(FIRST_BACKOFF));
+                    wait
+                }
+            };
+            reason = if self.is_ready() { "periodic" } else { "start" };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// `a: b: c` from an error and its sources, for one log line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

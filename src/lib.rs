@@ -1,0 +1,36 @@
+//! Portcullis: a JWT-verifying reverse proxy. It fetches and caches an issuer's JWKS,
+//! verifies the bearer token of every request, and forwards it to the backend with a
+//! trusted user id header the backend filters its data by.
+//!
+//! `main.rs` is a thin CLI over [`run`] and [`Gateway`]; tests start a [`Gateway`]
+//! in-process on `127.0.0.1:0`.
+
+#![forbid(unsafe_code)]
+
+mod alg;
+mod body;
+pub mod config;
+mod error;
+mod headers;
+mod jwks;
+pub mod path;
+mod proxy;
+mod route;
+mod server;
+mod state;
+mod token;
+mod verify;
+
+pub use alg::Alg;
+pub use config::Config;
+pub use server::Gateway;
+
+/// Runs the gateway until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config).await?;
+    gateway.run_until(shutdown).await;
+    Ok(())
+}

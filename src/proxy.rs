@@ -1,0 +1,247 @@
+//! The request pipeline: normalize -> route -> authenticate -> rewrite -> forward -> log.
+//! `handle_inner` returns `Result`; `handle` alone logs, and renders errors. No error
+//! path forwards anything: the request reaches the upstream only at the end of
+//! `forward`, after every check has passed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::config::{AuthMode, RouteConfig};
+use crate::error::{Blame, Error, TokenError};
+use crate::headers;
+use crate::path::{self, NormalizedPath};
+use crate::route::{self, Match};
+use crate::state::{Shared, Snapshot};
+use crate::token;
+use crate::verify::Identity;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Facts about the client connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the access log line says about a request, filled in as the pipeline goes.
+#[derive(Default)]
+struct Trace {
+    path: Option<NormalizedPath>,
+    route: Option<Arc<RouteConfig>>,
+    identity: Option<Arc<Identity>>,
+}
+
+pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let snap = shared.snapshot.load_full();
+    let method = req.method().clone();
+    let mut trace = Trace::default();
+    let resp = match handle_inner(&shared, &snap, conn, req, &mut trace).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let chain = crate::jwks::error_chain(&e);
+            match e.blame() {
+                Blame::Client => {
+                    let reason = match &e {
+                        Error::InvalidToken(t) => t.reason(),
+                        _ => "-",
+                    };
+                    tracing::debug!(peer = %conn.peer, reason, "refused: {chain}")
+                }
+                Blame::Dependency => tracing::warn!(peer = %conn.peer, "failed: {chain}"),
+                Blame::Gateway => tracing::error!(peer = %conn.peer, "internal error: {chain}"),
+            }
+            e.into_response()
+        }
+    };
+    tracing::info!(
+        target: "portcullis::access",
+        method = %method,
+        path = trace.path.as_ref().map_or("-", |p| p.as_str()),
+        route = trace.route.as_ref().map_or("-", |r| r.name.as_str()),
+        status = resp.status().as_u16(),
+        latency_us = start.elapsed().as_micros() as u64,
+        user = trace.identity.as_ref().map_or("-", |i| i.user_id()),
+        "request"
+    );
+    resp
+}
+
+async fn handle_inner(
+    shared: &Shared,
+    snap: &Snapshot,
+    conn: Conn,
+    req: Request<Incoming>,
+    trace: &mut Trace,
+) -> Result<Response<Body>, Error> {
+    if req.method() == Method::CONNECT {
+        return Err(Error::BadTarget);
+    }
+    let path = path::normalize(req.uri().path())?;
+    let route = match snap.routes.route(&path) {
+        Match::Route(r) => r.clone(),
+        Match::NoRoute => return Err(Error::NoRoute),
+        Match::Ambiguous => return Err(Error::AmbiguousPath),
+    };
+    trace.path = Some(path.clone());
+    trace.route = Some(route.clone());
+    if !route::allows(&route, req.method()) {
+        return Err(method_not_allowed(&route));
+    }
+
+    let identity = match route.auth {
+        AuthMode::Public => None,
+        AuthMode::Required | AuthMode::Optional => match token::bearer(req.headers())? {
+            None if route.auth == AuthMode::Required => return Err(Error::MissingToken),
+            None => None,
+            // On an optional route a bad token is still a 401: never downgraded to anonymous.
+            Some(t) => {
+                let id = snap.auth.authenticate(t).await?;
+                trace.identity = Some(id.clone());
+                authorize(snap, &route, &id)?;
+                Some(id)
+            }
+        },
+    };
+
+    forward(shared, snap, conn, &route, &path, identity.as_deref(), req).await
+}
+
+fn method_not_allowed(route: &RouteConfig) -> Error {
+    let allow = route
+        .methods
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::MethodNotAllowed {
+        allow: HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+    }
+}
+
+/// Route-level checks on a verified identity: the issuer, then scopes (all) and roles (any).
+fn authorize(snap: &Snapshot, route: &RouteConfig, id: &Identity) -> Result<(), Error> {
+    if let Some(allowed) = &route.providers {
+        let name = &snap.auth.providers()[id.provider].config.name;
+        if !allowed.contains(name) {
+            return Err(TokenError::IssuerNotAllowed.into());
+        }
+    }
+    if !route.scopes.iter().all(|s| id.scopes.contains(s)) {
+        return Err(Error::InsufficientScope);
+    }
+    if !route.roles.is_empty() && !route.roles.iter().any(|r| id.roles.contains(r)) {
+        return Err(Error::InsufficientScope);
+    }
+    Ok(())
+}
+
+async fn forward(
+    shared: &Shared,
+    snap: &Snapshot,
+    conn: Conn,
+    route: &RouteConfig,
+    path: &NormalizedPath,
+    identity: Option<&Identity>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let (mut parts, body) = req.into_parts();
+
+    let mut target =
+        String::with_capacity(route.upstream.base_path.len() + path.as_str().len() + 64);
+    target.push_str(&route.upstream.base_path);
+    target.push_str(path.as_str());
+    if let Some(q) = parts.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(route.upstream.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(Error::Internal)?;
+
+    // The host the client asked for: `Host` (HTTP/1) or the `:authority` (HTTP/2).
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+
+    let h = &mut parts.headers;
+    // Order matters: client identity out, hop-by-hop out, then our identity in, so no
+    // header a client sends (`Connection: X-User-Id` included) can remove or replace it.
+    snap.identity_headers.strip(h);
+    headers::strip_hop_by_hop(h);
+    if !route.forward_authorization {
+        h.remove(header::AUTHORIZATION);
+    }
+    let xff = forwarded_for(h, conn.peer);
+    h.insert(X_FORWARDED_FOR.clone(), xff);
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
+    match host {
+        Some(host) => {
+            h.insert(X_FORWARDED_HOST.clone(), host.clone());
+            h.insert(header::HOST, host);
+        }
+        None => {
+            h.remove(&X_FORWARDED_HOST);
+        }
+    }
+    if let Some(id) = identity {
+        h.insert(
+            snap.config.identity.user_id_header.clone(),
+            id.user_id.clone(),
+        );
+        for (name, value) in &id.claim_headers {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+
+    let upstream_req = Request::from_parts(parts, body);
+    let resp = match tokio::time::timeout(
+        snap.config.server.upstream_timeout,
+        shared.upstream.request(upstream_req),
+    )
+    .await
+    {
+        Err(_) => return Err(Error::UpstreamTimeout),
+        Ok(Err(e)) => return Err(Error::UpstreamUnavailable(e)),
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The client's `X-Forwarded-For` chain with the peer's address appended.
+fn forwarded_for(h: &http::HeaderMap, peer: SocketAddr) -> HeaderValue {
+    let mut chain: Vec<&str> = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ip = peer.ip().to_string();
+    chain.push(&ip);
+    HeaderValue::from_str(&chain.join(", "))
+        .unwrap_or_else(|_| HeaderValue::from_str(&ip).expect("an IP is a valid header value"))
+}

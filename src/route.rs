@@ -1,0 +1,150 @@
+//! The route table: longest prefix wins, matched on whole path segments of the
+//! normalized path (so `/api/tasks` never matches `/api/tasksX`). The query string never
+//! takes part.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::config::RouteConfig;
+use crate::path::NormalizedPath;
+
+/// What matching a path produced.
+pub enum Match<'a> {
+    Route(&'a Arc<RouteConfig>),
+    NoRoute,
+    /// The path reads as two different routes depending on whether the backend drops
+    /// `;` parameters; neither reading can be trusted.
+    Ambiguous,
+}
+
+pub struct RouteTable {
+    /// Sorted by prefix depth, deepest first, so the first hit is the longest prefix.
+    routes: Vec<(Vec<String>, Arc<RouteConfig>)>,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[RouteConfig]) -> RouteTable {
+        let mut routes: Vec<(Vec<String>, Arc<RouteConfig>)> = routes
+            .iter()
+            .map(|r| {
+                let segs = r
+                    .prefix
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                (segs, Arc::new(r.clone()))
+            })
+            .collect();
+        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        RouteTable { routes }
+    }
+
+    pub fn route(&self, path: &NormalizedPath) -> Match<'_> {
+        let strict = self.find(path.as_str(), false);
+        if path.has_params() {
+            let lenient = self.find(path.as_str(), true);
+            let same = match (strict, lenient) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Match::Ambiguous;
+            }
+        }
+        match strict {
+            Some(r) => Match::Route(r),
+            None => Match::NoRoute,
+        }
+    }
+
+    fn find(&self, path: &str, drop_params: bool) -> Option<&Arc<RouteConfig>> {
+        'routes: for (prefix, route) in &self.routes {
+            let mut segs = path.split('/').filter(|s| !s.is_empty());
+            for want in prefix {
+                let Some(seg) = segs.next() else {
+                    continue 'routes;
+                };
+                let seg = if drop_params {
+                    seg.split(';').next().unwrap_or(seg)
+                } else {
+                    seg
+                };
+                if seg != want {
+                    continue 'routes;
+                }
+            }
+            return Some(route);
+        }
+        None
+    }
+}
+
+/// Whether a route lets this method through.
+pub fn allows(route: &RouteConfig, method: &Method) -> bool {
+    route.methods.as_ref().is_none_or(|m| m.contains(method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::path::normalize;
+
+    fn table() -> RouteTable {
+        let cfg = Config::from_toml(
+            r#"
+            [[providers]]
+            name = "p"
+            issuer = "http://127.0.0.1:3000"
+            jwks_url = "http://127.0.0.1:3000/jwks"
+            [[routes]]
+            name = "root"
+            prefix = "/"
+            upstream = "http://127.0.0.1:1"
+            auth = "public"
+            [[routes]]
+            name = "api"
+            prefix = "/api"
+            upstream = "http://127.0.0.1:1"
+            [[routes]]
+            name = "tasks"
+            prefix = "/api/tasks"
+            upstream = "http://127.0.0.1:1"
+            "#,
+            "test.toml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        RouteTable::new(&cfg.routes)
+    }
+
+    fn name(t: &RouteTable, p: &str) -> String {
+        match t.route(&normalize(p).unwrap()) {
+            Match::Route(r) => r.name.clone(),
+            Match::NoRoute => "none".into(),
+            Match::Ambiguous => "ambiguous".into(),
+        }
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = table();
+        assert_eq!(name(&t, "/api/tasks/1"), "tasks");
+        assert_eq!(name(&t, "/api/tasks"), "tasks");
+        assert_eq!(name(&t, "/api/tasksX"), "api");
+        assert_eq!(name(&t, "/api"), "api");
+        assert_eq!(name(&t, "/apix"), "root");
+        assert_eq!(name(&t, "/"), "root");
+    }
+
+    #[test]
+    fn matrix_parameters_that_change_the_route_are_ambiguous() {
+        let t = table();
+        assert_eq!(name(&t, "/api;x/tasks"), "ambiguous");
+        assert_eq!(name(&t, "/api/tasks;x"), "ambiguous");
+        assert_eq!(name(&t, "/api/tasks/1;v=2"), "tasks");
+    }
+}

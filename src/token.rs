@@ -1,0 +1,256 @@
+//! The token front end: `Authorization` header -> compact JWS -> header and claims, with
+//! strict types. Nothing here trusts the token; `verify` checks the signature before any
+//! claim is acted upon.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use serde_json::{Map, Value};
+
+use crate::alg::Alg;
+use crate::error::{Error, TokenError};
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// The bearer token of a request: `Ok(None)` when there is none (no `Authorization`
+/// header, or another scheme); an error when the header is ambiguous or malformed.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Error::MultipleAuthorization);
+    }
+    let bytes = value.as_bytes();
+    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+        return Ok(None);
+    }
+    let token = std::str::from_utf8(&bytes[7..])
+        .map_err(|_| TokenError::Malformed)?
+        .trim_matches(' ');
+    if token.is_empty() {
+        return Err(TokenError::Malformed.into());
+    }
+    Ok(Some(token))
+}
+
+/// A structurally valid JWS whose signature has not been checked yet.
+pub struct Unverified<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub claims: Claims,
+    /// `base64(header) "." base64(payload)`: what the signature covers.
+    pub signing_input: &'a [u8],
+    pub signature: Vec<u8>,
+    /// The signature as it appears in the token (for the HS256 path).
+    pub signature_b64: &'a str,
+}
+
+/// The registered claims, type-checked, plus the whole claim set for header mapping.
+pub struct Claims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub aud: Vec<String>,
+    pub exp: Option<f64>,
+    pub nbf: Option<f64>,
+    pub iat: Option<f64>,
+    pub all: Map<String, Value>,
+}
+
+pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: Map<String, Value> = decode_json(h)?;
+    // RFC 7515 §4.1.11: we implement no extension, so any `crit` is one we don't understand.
+    // `b64` (RFC 7797) changes what is signed and is only valid alongside `crit`.
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(TokenError::CriticalHeader);
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => Alg::from_header(a).ok_or(TokenError::UnsupportedAlg)?,
+        _ => return Err(TokenError::Malformed),
+    };
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(t))
+            if t.eq_ignore_ascii_case("JWT")
+                || t.eq_ignore_ascii_case("at+jwt")
+                || t.eq_ignore_ascii_case("application/at+jwt") => {}
+        Some(_) => return Err(TokenError::WrongType),
+    }
+    // `jwk`, `jku`, `x5u`, `x5c`: ignored on purpose; keys come only from configuration.
+
+    let all: Map<String, Value> = decode_json(p)?;
+    let claims = Claims::from_map(all)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| TokenError::Malformed)?;
+    if signature.is_empty() {
+        return Err(TokenError::BadSignature);
+    }
+    Ok(Unverified {
+        alg,
+        kid,
+        claims,
+        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
+        signature,
+        signature_b64: s,
+    })
+}
+
+fn decode_json(part: &str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+impl Claims {
+    fn from_map(all: Map<String, Value>) -> Result<Claims, TokenError> {
+        let string = |name: &'static str| match all.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(TokenError::ClaimType(name)),
+        };
+        let number = |name: &'static str| match all.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or(TokenError::ClaimType(name)),
+            Some(_) => Err(TokenError::ClaimType(name)),
+        };
+        let aud = match all.get("aud") {
+            None => Vec::new(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(TokenError::ClaimType("aud"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(TokenError::ClaimType("aud")),
+        };
+        Ok(Claims {
+            iss: string("iss")?,
+            sub: string("sub")?,
+            aud,
+            exp: number("exp")?,
+            nbf: number("nbf")?,
+            iat: number("iat")?,
+            all,
+        })
+    }
+
+    /// `scope` (space-separated string or array), `scp` and `scopes` (array or string).
+    pub fn scopes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in ["scope", "scp", "scopes"] {
+            match self.all.get(name) {
+                Some(Value::String(s)) => out.extend(s.split_whitespace().map(str::to_owned)),
+                Some(Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// `role` (string, comma-separated allowed, as Better Auth's admin plugin writes it)
+    /// and `roles` (array or comma-separated string).
+    pub fn roles(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in ["role", "roles"] {
+            match self.all.get(name) {
+                Some(Value::String(s)) => out.extend(
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned),
+                ),
+                Some(Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn b64(v: &str) -> String {
+        URL_SAFE_NO_PAD.encode(v)
+    }
+
+    fn tok(header: &str, claims: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(claims), b64("sig"))
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_no_token() {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bEaReR abc"));
+        assert_eq!(bearer(&h).unwrap(), Some("abc"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h).unwrap(), None);
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(matches!(bearer(&h), Err(Error::MultipleAuthorization)));
+    }
+
+    #[test]
+    fn string_typed_exp_is_refused() {
+        let t = tok(r#"{"alg":"EdDSA"}"#, r#"{"sub":"u","exp":"9999999999"}"#);
+        assert!(matches!(parse(&t), Err(TokenError::ClaimType("exp"))));
+    }
+
+    #[test]
+    fn alg_none_and_crit_are_refused() {
+        let t = tok(r#"{"alg":"none"}"#, r#"{"sub":"u","exp":1}"#);
+        assert!(matches!(parse(&t), Err(TokenError::UnsupportedAlg)));
+        let t = tok(
+            r#"{"alg":"EdDSA","crit":["exp"],"exp":1}"#,
+            r#"{"sub":"u","exp":1}"#,
+        );
+        assert!(matches!(parse(&t), Err(TokenError::CriticalHeader)));
+    }
+
+    #[test]
+    fn five_part_tokens_are_refused() {
+        assert!(matches!(parse("a.b.c.d.e"), Err(TokenError::Malformed)));
+    }
+
+    #[test]
+    fn scopes_and_roles_are_read_in_every_shape() {
+        let t = tok(
+            r#"{"alg":"EdDSA"}"#,
+            r#"{"scope":"a b","scp":["c"],"role":"admin, user","roles":["x"]}"#,
+        );
+        let u = parse(&t).unwrap();
+        assert_eq!(u.claims.scopes(), ["a", "b", "c"]);
+        assert_eq!(u.claims.roles(), ["admin", "user", "x"]);
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the gateway in-process on 127.0.0.1:0 between a real JWKS server
+//! and a real echo upstream.
+
+mod support;
+
+mod auth;
