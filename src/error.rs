@@ -99,6 +99,8 @@ pub enum Error {
     InvalidToken(#[from] TokenError),
     #[error("insufficient scope or role")]
     InsufficientScope,
+    #[error("CORS preflight not allowed for this origin, method or headers")]
+    CorsRejected,
 
     // A dependency's fault.
     #[error("signing keys of provider `{provider}` are not loaded")]
@@ -131,7 +133,7 @@ impl Error {
             Error::NoRoute => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Error::InsufficientScope => StatusCode::FORBIDDEN,
+            Error::InsufficientScope | Error::CorsRejected => StatusCode::FORBIDDEN,
             Error::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -149,7 +151,8 @@ impl Error {
             | Error::MethodNotAllowed { .. }
             | Error::MissingToken
             | Error::InvalidToken(_)
-            | Error::InsufficientScope => Blame::Client,
+            | Error::InsufficientScope
+            | Error::CorsRejected => Blame::Client,
             Error::KeysUnavailable { .. }
             | Error::UpstreamUnavailable(_)
             | Error::UpstreamTimeout => Blame::Dependency,
@@ -169,6 +172,7 @@ impl Error {
             Error::MissingToken => "unauthorized",
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
+            Error::CorsRejected => "cors_rejected",
             Error::KeysUnavailable { .. } => "unavailable",
             Error::UpstreamUnavailable(_) => "bad_gateway",
             Error::UpstreamTimeout => "gateway_timeout",

@@ -6,13 +6,13 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the non-standard ones proxies still see).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is end-to-end (§6.6.2): it announces trailer fields, which pass on filtered.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     HeaderName::from_static("proxy-connection"),
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -24,7 +24,8 @@ pub fn is_reserved(name: &HeaderName) -> bool {
     HOP_BY_HOP.iter().any(|h| spelling_key(h.as_str()) == key)
         || matches!(
             key.as_str(),
-            "te" | "host"
+            "te" | "trailer"
+                | "host"
                 | "authorization"
                 | "content-length"
                 | "content-type"

@@ -10,10 +10,11 @@ use std::time::Instant;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 
 use crate::body::Body;
 use crate::config::{AuthMode, RouteConfig};
+use crate::cors;
 use crate::error::{Blame, Error, TokenError};
 use crate::headers;
 use crate::path::{self, NormalizedPath};
@@ -39,14 +40,17 @@ struct Trace {
     path: Option<NormalizedPath>,
     route: Option<Arc<RouteConfig>>,
     identity: Option<Arc<Identity>>,
+    /// A CORS preflight answered by the gateway (its headers are already complete).
+    preflight: bool,
 }
 
 pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let snap = shared.snapshot.load_full();
     let method = req.method().clone();
+    let origin = req.headers().get(header::ORIGIN).cloned();
     let mut trace = Trace::default();
-    let resp = match handle_inner(&shared, &snap, conn, req, &mut trace).await {
+    let mut resp = match handle_inner(&shared, &snap, conn, req, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
             let chain = crate::jwks::error_chain(&e);
@@ -64,6 +68,13 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
             e.into_response()
         }
     };
+    if let (Some(origin), Some(cors), false) = (
+        &origin,
+        trace.route.as_ref().and_then(|r| r.cors.as_ref()),
+        trace.preflight,
+    ) {
+        cors.decorate(origin, resp.headers_mut());
+    }
     tracing::info!(
         target: "portcullis::access",
         method = %method,
@@ -79,7 +90,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
 
 async fn handle_inner(
     shared: &Shared,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     conn: Conn,
     req: Request<Incoming>,
     trace: &mut Trace,
@@ -95,6 +106,13 @@ async fn handle_inner(
     };
     trace.path = Some(path.clone());
     trace.route = Some(route.clone());
+    if let Some(cors) = &route.cors
+        && cors::is_preflight(req.method(), req.headers())
+    {
+        // Answered here, without a token: a preflight is never forwarded.
+        trace.preflight = true;
+        return cors.preflight(req.headers());
+    }
     if !route::allows(&route, req.method()) {
         return Err(method_not_allowed(&route));
     }
@@ -150,7 +168,7 @@ fn authorize(snap: &Snapshot, route: &RouteConfig, id: &Identity) -> Result<(), 
 
 async fn forward(
     shared: &Shared,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     conn: Conn,
     route: &RouteConfig,
     path: &NormalizedPath,
@@ -217,6 +235,19 @@ async fn forward(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
 
+    // Trailers are headers too: a chunked upload must not smuggle an identity header in
+    // after the body, where a backend might merge it into the request headers.
+    let trailer_snap = snap.clone();
+    let body = body
+        .map_frame(move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                trailer_snap.identity_headers.strip(&mut trailers);
+                headers::strip_hop_by_hop(&mut trailers);
+                Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        })
+        .boxed();
     let upstream_req = Request::from_parts(parts, body);
     let resp = match tokio::time::timeout(
         snap.config.server.upstream_timeout,

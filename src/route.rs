@@ -37,7 +37,7 @@ impl RouteTable {
                 (segs, Arc::new(r.clone()))
             })
             .collect();
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         RouteTable { routes }
     }
 

@@ -12,7 +12,9 @@ use crate::headers::IdentityHeaders;
 use crate::route::RouteTable;
 use crate::verify::Authenticator;
 
-pub type UpstreamClient = Client<HttpConnector, hyper::body::Incoming>;
+/// Request bodies go upstream as streamed by the client, with their trailers filtered.
+pub type RequestBody = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 pub struct Snapshot {
     pub config: Config,

@@ -107,7 +107,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
         alg,
         kid,
         claims,
-        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         signature,
         signature_b64: s,
     })

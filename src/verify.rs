@@ -140,11 +140,11 @@ impl Authenticator {
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        if let Some(cache) = &self.cache {
-            if let Some(id) = cache.get(&hash) {
-                if self.still_valid(&id) {
-                    return Ok(id);
-                }
+        if let Some(id) = self.cache.as_ref().and_then(|c| c.get(&hash)) {
+            if self.still_valid(&id) {
+                return Ok(id);
+            }
+            if let Some(cache) = &self.cache {
                 cache.invalidate(&hash);
             }
         }

@@ -8,11 +8,13 @@ mod validate;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
 
 use crate::alg::Alg;
+use crate::cors::CorsPolicy;
 pub use raw::AuthMode;
 
 /// The validated configuration of one gateway instance.
@@ -100,6 +102,8 @@ pub struct RouteConfig {
     /// Names of the providers whose tokens this route accepts; `None`: all of them.
     pub providers: Option<Vec<String>>,
     pub forward_authorization: bool,
+    /// The route's CORS policy (its own `cors` table, else the global one).
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 /// Where a route forwards to: `http://host:port` plus an optional base path that is

@@ -20,6 +20,18 @@ pub(crate) struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub identity: RawIdentity,
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCors {
+    pub allowed_origins: Spanned<Vec<String>>,
+    pub allowed_methods: Option<Spanned<Vec<String>>>,
+    pub allowed_headers: Option<Spanned<Vec<String>>>,
+    pub expose_headers: Option<Spanned<Vec<String>>>,
+    pub allow_credentials: Option<bool>,
+    pub max_age: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +84,7 @@ pub(crate) struct RawRoute {
     pub roles: Option<Vec<String>>,
     pub providers: Option<Spanned<Vec<String>>>,
     pub forward_authorization: Option<bool>,
+    pub cors: Option<RawCors>,
 }
 
 #[derive(Debug, Default, Deserialize)]

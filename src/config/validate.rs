@@ -6,17 +6,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Method};
 use toml::Spanned;
 
-use super::raw::{AuthMode, RawConfig, RawIdentity, RawProvider, RawRoute, RawServer};
+use super::raw::{AuthMode, RawConfig, RawCors, RawIdentity, RawProvider, RawRoute, RawServer};
 use super::{
     Config, IdentityConfig, JwksConfig, KeySource, Problem, ProviderConfig, RouteConfig,
     ServerConfig, SharedSecret, Upstream,
 };
 use crate::alg::Alg;
+use crate::cors::{AllowedOrigins, CorsPolicy};
 use crate::headers;
 use crate::path;
 
@@ -129,7 +131,8 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let server = server(&mut ctx, &raw.server);
     let providers = providers(&mut ctx, &raw.providers);
     let identity = identity(&mut ctx, &raw.identity);
-    let routes = routes(&mut ctx, &raw.routes, &providers);
+    let global_cors = raw.cors.as_ref().map(|c| cors(&mut ctx, c, "cors"));
+    let routes = routes(&mut ctx, &raw.routes, &providers, global_cors.as_ref());
 
     if ctx.problems.is_empty() {
         Ok(Config {
@@ -443,7 +446,12 @@ fn identity_header(
     Some(name)
 }
 
-fn routes(ctx: &mut Ctx<'_>, raws: &[RawRoute], providers: &[ProviderConfig]) -> Vec<RouteConfig> {
+fn routes(
+    ctx: &mut Ctx<'_>,
+    raws: &[RawRoute],
+    providers: &[ProviderConfig],
+    global_cors: Option<&Arc<CorsPolicy>>,
+) -> Vec<RouteConfig> {
     let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
@@ -590,6 +598,10 @@ fn routes(ctx: &mut Ctx<'_>, raws: &[RawRoute], providers: &[ProviderConfig]) ->
                 roles,
                 providers: route_providers,
                 forward_authorization: raw.forward_authorization.unwrap_or(true),
+                cors: match &raw.cors {
+                    Some(c) => Some(cors(ctx, c, &key("cors"))),
+                    None => global_cors.cloned(),
+                },
             });
         }
     }
@@ -649,4 +661,125 @@ fn upstream(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Upstrea
         authority,
         base_path,
     })
+}
+
+const DEFAULT_CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+const DEFAULT_CORS_HEADERS: [&str; 2] = ["authorization", "content-type"];
+const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPolicy> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let list = raw.allowed_origins.get_ref();
+    let span = Some(raw.allowed_origins.span());
+    let credentials = raw.allow_credentials.unwrap_or(false);
+    let origins = if list.iter().any(|o| o == "*") {
+        if list.len() > 1 {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "\"*\" cannot be mixed with listed origins",
+            );
+        }
+        if credentials {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "\"*\" cannot be used with allow_credentials = true; list the origins",
+            );
+        }
+        AllowedOrigins::Any
+    } else {
+        if list.is_empty() {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "list at least one origin",
+            );
+        }
+        let mut out = Vec::new();
+        for o in list {
+            match origin(o) {
+                Some(canonical) => out.push(canonical),
+                None => ctx.problem(
+                    span.clone(),
+                    key("allowed_origins"),
+                    format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+                ),
+            }
+        }
+        AllowedOrigins::List(out)
+    };
+    let methods = match &raw.allowed_methods {
+        None => DEFAULT_CORS_METHODS
+            .iter()
+            .map(|m| Method::from_bytes(m.as_bytes()).expect("static method"))
+            .collect(),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .filter_map(|m| match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("allowed_methods"),
+                        format!("`{m}` is not an HTTP method in capitals"),
+                    );
+                    None
+                }
+            })
+            .collect(),
+    };
+    let mut names =
+        |v: &Option<Spanned<Vec<String>>>, k: &str, default: &[&str]| -> Vec<HeaderName> {
+            let (items, span): (Vec<String>, _) = match v {
+                None => (default.iter().map(|s| (*s).to_owned()).collect(), None),
+                Some(list) => (list.get_ref().clone(), Some(list.span())),
+            };
+            items
+                .iter()
+                .filter_map(|h| match HeaderName::from_str(h) {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        ctx.problem(span.clone(), key(k), format!("`{h}` is not a header name"));
+                        None
+                    }
+                })
+                .collect()
+        };
+    let headers = names(
+        &raw.allowed_headers,
+        "allowed_headers",
+        &DEFAULT_CORS_HEADERS,
+    );
+    let expose = names(&raw.expose_headers, "expose_headers", &[]);
+    let max_age = ctx.duration(
+        raw.max_age.as_ref(),
+        &key("max_age"),
+        DEFAULT_CORS_MAX_AGE,
+        true,
+    );
+    Arc::new(CorsPolicy::new(
+        origins,
+        methods,
+        headers,
+        expose,
+        credentials,
+        max_age,
+    ))
+}
+
+/// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
+fn origin(s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.query().is_some()
+        || url.path() != "/"
+        || s.ends_with('/')
+    {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
 }

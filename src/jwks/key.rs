@@ -264,10 +264,10 @@ impl KeySet {
                 })
                 .cloned()
                 .unwrap_or_else(|| Arc::new(key));
-            if let Some(kid) = key.kid.clone() {
-                if set.by_kid.insert(kid.clone(), key.clone()).is_some() {
-                    return Err(JwksError::DuplicateKid(kid.into()));
-                }
+            if let Some(kid) = key.kid.clone()
+                && set.by_kid.insert(kid.clone(), key.clone()).is_some()
+            {
+                return Err(JwksError::DuplicateKid(kid.into()));
             }
             set.keys.push(key);
         }

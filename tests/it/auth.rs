@@ -303,26 +303,25 @@ async fn public_route_ignores_tokens_and_still_strips_identity() {
 
 #[tokio::test]
 async fn scopes_need_all_and_roles_need_any() {
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
+    let upstream = Upstream::start().await;
     let tail = format!(
         r#"
 [[routes]]
 name = "admin"
 prefix = "/admin"
-upstream = "http://{{UP}}"
+upstream = "{up}"
 roles = ["admin", "owner"]
 
 [[routes]]
 name = "write"
 prefix = "/write"
-upstream = "http://{{UP}}"
+upstream = "{up}"
 scopes = ["tasks:write", "tasks:read"]
-"#
+"#,
+        up = upstream.url()
     );
-    // The fixture's routes already name the upstream; reuse its address for these two.
-    let key = SigningKey::ed25519("k1");
-    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
-    let upstream = Upstream::start().await;
-    let tail = tail.replace("http://{UP}", &upstream.url());
     let gw = TestGateway::start(&format!(
         "{}{}{tail}",
         provider_toml(&jwks.url(), ""),

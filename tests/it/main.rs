@@ -4,4 +4,8 @@
 mod support;
 
 mod auth;
+mod cors;
+mod forwarding;
 mod jwks;
+mod process;
+mod trailers;

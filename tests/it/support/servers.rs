@@ -135,13 +135,6 @@ impl JwksServer {
             t.abort();
         }
     }
-
-    /// Listens again on the same address.
-    pub async fn restart(&self) {
-        self.stop();
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        *self.task.lock().unwrap() = Some(Self::spawn(listener, self.state.clone()).await);
-    }
 }
 
 impl Drop for JwksServer {
@@ -158,6 +151,8 @@ pub struct Seen {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// Trailer fields that arrived after a chunked body.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -215,17 +210,28 @@ impl Upstream {
                         )
                     })
                     .collect();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
+                let collected = req.into_body().collect().await.ok();
+                let trailers = collected
+                    .as_ref()
+                    .and_then(|c| c.trailers())
+                    .map(|t| {
+                        t.iter()
+                            .map(|(n, v)| {
+                                (
+                                    n.as_str().to_owned(),
+                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
+                let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
                 let record = Seen {
                     method,
                     target,
                     headers,
                     body_len: body.len(),
+                    trailers,
                 };
                 seen.lock().unwrap().push(record.clone());
                 let wait = *delay.lock().unwrap();
@@ -255,11 +261,6 @@ impl Upstream {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// Every request received so far.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
     }
 
     pub fn hits(&self) -> usize {

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine with Rust, Node and Python:
+#   1. the gateway's unit and integration tests (cargo test);
+#   2. the demo stack: the task service's own tests, then the end-to-end suite in which
+#      a real Better Auth app issues the tokens, Portcullis verifies them and the task
+#      service trusts X-User-Id (scripts/test-demo.sh installs what it needs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --locked --bins
+cargo test --locked
+
+# The end-to-end suite drives the binary cargo just built.
+export PORTCULLIS_BIN="${PORTCULLIS_BIN:-$PWD/target/debug/portcullis}"
+scripts/test-demo.sh
