@@ -26,6 +26,17 @@ pub use alg::Alg;
 pub use config::Config;
 pub use server::Gateway;
 
+/// Internals exposed for the benchmarks (`benches/`) and fuzz targets (`fuzz/`) only:
+/// not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::error::{Error, TokenError};
+    pub use crate::headers::{IdentityHeaders, strip_hop_by_hop};
+    pub use crate::jwks::{Key, KeySet};
+    pub use crate::route::{Match, RouteTable};
+    pub use crate::token::{bearer, parse as parse_token};
+}
+
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn run(
     config: Config,
