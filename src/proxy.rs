@@ -270,6 +270,10 @@ fn forwarded_for(h: &http::HeaderMap, peer: SocketAddr) -> HeaderValue {
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
+        // An empty value would become an empty hop (`, 127.0.0.1`) a backend may read
+        // as the client's address.
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
         .collect();
     let ip = peer.ip().to_string();
     chain.push(&ip);

@@ -394,6 +394,25 @@ async fn forwarding_headers_describe_the_client_and_keep_the_host() {
 }
 
 #[tokio::test]
+async fn an_empty_x_forwarded_for_leaves_no_empty_hop() {
+    let f = Fixture::start().await;
+    for (client, want) in [
+        (vec![""], "127.0.0.1"),
+        (vec![" "], "127.0.0.1"),
+        (vec!["", "203.0.113.7"], "203.0.113.7, 127.0.0.1"),
+    ] {
+        let headers: Vec<(&str, &str)> = client.iter().map(|v| ("x-forwarded-for", *v)).collect();
+        let resp = send(f.gw.addr, Method::GET, "/public/x", &headers, "").await;
+        assert_eq!(resp.status, StatusCode::OK);
+        assert_eq!(
+            f.upstream.last().one("x-forwarded-for"),
+            Some(want),
+            "{client:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn authorization_is_withheld_when_the_route_says_so() {
     let extra = Upstream::start().await;
     let f = fixture_with_extra_routes(&extra).await;
