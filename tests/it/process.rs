@@ -108,7 +108,11 @@ fn check_accepts_the_shipped_configs_and_lists_providers_and_routes() {
 fn the_example_config_documents_a_required_tasks_route() {
     let config =
         portcullis::Config::load(&manifest_dir().join("config/portcullis.example.toml")).unwrap();
-    let tasks = config.routes.iter().find(|r| r.name == "tasks").unwrap();
+    let tasks = config
+        .routes
+        .iter()
+        .find(|r| r.name.as_str() == "tasks")
+        .unwrap();
     assert_eq!(tasks.prefix, "/api/tasks");
     assert_eq!(tasks.auth, portcullis::config::AuthMode::Required);
     assert_eq!(config.identity.user_id_header.as_str(), "x-user-id");
@@ -369,7 +373,8 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     );
     let gw = Running::start(&config, &["run"], &[]).await;
     gw.wait_ready().await;
-    let auth = format!("Bearer {}", key.mint(Alg::EdDSA, &claims("user-1")));
+    let token = key.mint(Alg::EdDSA, &claims("user-1"));
+    let auth = format!("Bearer {token}");
 
     let resp = send(
         gw.proxy,
@@ -413,6 +418,13 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "{addr} still accepts connections after exit"
         );
+    }
+    // Text logs (at debug) never carry the token or the published key either.
+    let sig = token.rsplit('.').next().unwrap();
+    let x = key.jwk(None)["x"].as_str().unwrap().to_owned();
+    for line in &stderr {
+        assert!(!line.contains(sig), "the token is logged: {line}");
+        assert!(!line.contains(&x), "the key is logged: {line}");
     }
 }
 
