@@ -101,6 +101,8 @@ pub enum Error {
     InsufficientScope,
     #[error("CORS preflight not allowed for this origin, method or headers")]
     CorsRejected,
+    #[error("request body larger than this route allows")]
+    PayloadTooLarge,
 
     // A dependency's fault.
     #[error("signing keys of provider `{provider}` are not loaded")]
@@ -134,6 +136,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Error::InsufficientScope | Error::CorsRejected => StatusCode::FORBIDDEN,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -152,7 +155,8 @@ impl Error {
             | Error::MissingToken
             | Error::InvalidToken(_)
             | Error::InsufficientScope
-            | Error::CorsRejected => Blame::Client,
+            | Error::CorsRejected
+            | Error::PayloadTooLarge => Blame::Client,
             Error::KeysUnavailable { .. }
             | Error::UpstreamUnavailable(_)
             | Error::UpstreamTimeout => Blame::Dependency,
@@ -173,6 +177,7 @@ impl Error {
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::CorsRejected => "cors_rejected",
+            Error::PayloadTooLarge => "payload_too_large",
             Error::KeysUnavailable { .. } => "unavailable",
             Error::UpstreamUnavailable(_) => "bad_gateway",
             Error::UpstreamTimeout => "gateway_timeout",

@@ -14,11 +14,13 @@ mod cors;
 mod error;
 mod headers;
 mod jwks;
+mod metrics;
 pub mod path;
 mod proxy;
 mod route;
 mod server;
 mod state;
+mod tls;
 mod token;
 mod verify;
 

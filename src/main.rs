@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis::Config;
+use portcullis::{Config, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -47,18 +47,17 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
     match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            print!("{}: ok\n{}", cli.config.display(), config.summary());
-            ExitCode::SUCCESS
-        }
+        Command::Check => match Config::load(&cli.config) {
+            Ok(config) => {
+                print!("{}: ok\n{}", cli.config.display(), config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -70,15 +69,37 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(portcullis::run(config, shutdown_signal())) {
+            match runtime.block_on(run(cli.config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
             }
         }
     }
+}
+
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads the config file.
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let gateway = Gateway::start_from(path).await?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                // Refusals are logged by the gateway; the old config keeps serving.
+                let _ = gateway.reload().await;
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    gateway.shutdown().await;
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -90,16 +111,5 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

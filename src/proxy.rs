@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming};
 
 use crate::body::Body;
@@ -17,9 +17,10 @@ use crate::config::{AuthMode, RouteConfig};
 use crate::cors;
 use crate::error::{Blame, Error, TokenError};
 use crate::headers;
+use crate::metrics::NONE;
 use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match};
-use crate::state::{Shared, Snapshot};
+use crate::state::{RequestBody, Shared, Snapshot};
 use crate::token;
 use crate::verify::Identity;
 
@@ -46,13 +47,25 @@ struct Trace {
 
 pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
-    let snap = shared.snapshot.load_full();
+    let _in_flight = shared.metrics.in_flight();
+    let snap = shared.current();
     let method = req.method().clone();
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut trace = Trace::default();
     let mut resp = match handle_inner(&shared, &snap, conn, req, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
+            let route = trace.route.as_ref().map(|r| &r.name);
+            match &e {
+                Error::UpstreamTimeout => shared
+                    .metrics
+                    .upstream_error(route.unwrap_or(&NONE), "timeout"),
+                Error::UpstreamUnavailable(u) => {
+                    let kind = if u.is_connect() { "connect" } else { "reset" };
+                    shared.metrics.upstream_error(route.unwrap_or(&NONE), kind);
+                }
+                _ => {}
+            }
             let chain = crate::jwks::error_chain(&e);
             match e.blame() {
                 Blame::Client => {
@@ -75,13 +88,18 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     ) {
         cors.decorate(origin, resp.headers_mut());
     }
+    let elapsed = start.elapsed();
+    let route_label = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
+    shared
+        .metrics
+        .request(route_label, &method, resp.status(), elapsed);
     tracing::info!(
         target: "portcullis::access",
         method = %method,
         path = trace.path.as_ref().map_or("-", |p| p.as_str()),
         route = trace.route.as_ref().map_or("-", |r| r.name.as_str()),
         status = resp.status().as_u16(),
-        latency_us = start.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         user = trace.identity.as_ref().map_or("-", |i| i.user_id()),
         "request"
     );
@@ -119,19 +137,33 @@ async fn handle_inner(
 
     let identity = match route.auth {
         AuthMode::Public => None,
-        AuthMode::Required | AuthMode::Optional => match token::bearer(req.headers())? {
-            None if route.auth == AuthMode::Required => return Err(Error::MissingToken),
-            None => None,
+        AuthMode::Required | AuthMode::Optional => match token::bearer(req.headers()) {
+            Err(e) => return Err(snap.auth.refused(None, e)),
+            Ok(None) if route.auth == AuthMode::Required => {
+                return Err(snap.auth.refused(None, Error::MissingToken));
+            }
+            Ok(None) => None,
             // On an optional route a bad token is still a 401: never downgraded to anonymous.
-            Some(t) => {
+            Ok(Some(t)) => {
                 let id = snap.auth.authenticate(t).await?;
                 trace.identity = Some(id.clone());
-                authorize(snap, &route, &id)?;
+                authorize(snap, &route, &id)
+                    .map_err(|e| snap.auth.refused(Some(id.provider), e))?;
                 Some(id)
             }
         },
     };
 
+    if let Some(limit) = route.max_body_bytes {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::PayloadTooLarge);
+        }
+    }
     forward(shared, snap, conn, &route, &path, identity.as_deref(), req).await
 }
 
@@ -238,16 +270,20 @@ async fn forward(
     // Trailers are headers too: a chunked upload must not smuggle an identity header in
     // after the body, where a backend might merge it into the request headers.
     let trailer_snap = snap.clone();
-    let body = body
-        .map_frame(move |frame| match frame.into_trailers() {
-            Ok(mut trailers) => {
-                trailer_snap.identity_headers.strip(&mut trailers);
-                headers::strip_hop_by_hop(&mut trailers);
-                Frame::trailers(trailers)
-            }
-            Err(frame) => frame,
-        })
-        .boxed();
+    let body = body.map_frame(move |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            trailer_snap.identity_headers.strip(&mut trailers);
+            headers::strip_hop_by_hop(&mut trailers);
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    });
+    // A chunked body has no length to check up front: it is cut off at the limit, and
+    // the failed upstream request becomes a 413.
+    let body: RequestBody = match route.max_body_bytes {
+        Some(limit) => Limited::new(body, limit as usize).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    };
     let upstream_req = Request::from_parts(parts, body);
     let resp = match tokio::time::timeout(
         snap.config.server.upstream_timeout,
@@ -256,12 +292,25 @@ async fn forward(
     .await
     {
         Err(_) => return Err(Error::UpstreamTimeout),
+        Ok(Err(e)) if body_limit_hit(&e) => return Err(Error::PayloadTooLarge),
         Ok(Err(e)) => return Err(Error::UpstreamUnavailable(e)),
         Ok(Ok(resp)) => resp,
     };
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// Whether an upstream request failed because the client's body passed the route limit.
+fn body_limit_hit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The client's `X-Forwarded-For` chain with the peer's address appended.

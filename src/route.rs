@@ -123,7 +123,7 @@ mod tests {
 
     fn name(t: &RouteTable, p: &str) -> String {
         match t.route(&normalize(p).unwrap()) {
-            Match::Route(r) => r.name.clone(),
+            Match::Route(r) => r.name.to_string(),
             Match::NoRoute => "none".into(),
             Match::Ambiguous => "ambiguous".into(),
         }

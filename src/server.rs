@@ -1,44 +1,83 @@
-//! Listeners: the proxy (HTTP/1.1 and h2c) and the admin endpoint (`/healthz`,
-//! `/readyz`), each on its own socket so admin paths never shadow upstream ones. On
-//! shutdown the listeners close first, then in-flight requests drain for a bounded time.
+//! Listeners and the gateway's lifecycle. The proxy listener serves HTTP/1.1 and HTTP/2
+//! (h2c, or h2 over TLS when `server.tls` is set); the admin listener serves `/healthz`,
+//! `/readyz`, `/metrics` and `POST /reload` on its own socket, so admin paths never
+//! shadow upstream ones. Listeners are bound once: a reload swaps the config snapshot,
+//! never the sockets. On shutdown the listeners close first, then open connections drain
+//! for a bounded time.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Context;
-use http::{Request, Response, StatusCode};
+use anyhow::Context as _;
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, full};
-use crate::config::Config;
-use crate::jwks;
+use crate::config::{Config, ConfigError};
+use crate::jwks::{KeyStore, error_chain};
 use crate::proxy::{self, Conn};
 use crate::state::{Shared, Snapshot};
-use crate::verify::ProviderKeys;
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
+    control: Arc<Control>,
+    listeners: tokio::task::JoinSet<()>,
+}
+
+/// What reloads and shutdown act on.
+struct Control {
+    /// The file a reload re-reads; `None` when started from an in-memory config.
+    path: Option<PathBuf>,
     shared: Arc<Shared>,
+    /// Stops the listeners and every background task.
+    cancel: CancellationToken,
+    /// The refresh loop of each key store in use, to stop those a reload drops.
+    refreshers: Mutex<Vec<(Arc<KeyStore>, CancellationToken)>>,
+    /// One reload at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why a reload was refused; the old config keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the gateway was started without a config file to re-read")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl Gateway {
+    /// Loads `path` and starts; `reload` re-reads the same file.
+    pub async fn start_from(path: PathBuf) -> anyhow::Result<Gateway> {
+        let config = Config::load(&path)?;
+        Self::launch(config, Some(path)).await
+    }
+
+    /// Starts on an in-memory config (which cannot be reloaded).
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        Self::launch(config, None).await
+    }
+
     /// Binds both listeners, starts fetching keys in the background, and returns at once:
     /// the listeners accept while keys load (`/readyz` says when they have).
-    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+    async fn launch(config: Config, path: Option<PathBuf>) -> anyhow::Result<Gateway> {
         let proxy_listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -47,69 +86,54 @@ impl Gateway {
             .with_context(|| format!("cannot listen on {} (admin)", config.server.admin_listen))?;
         let proxy_addr = proxy_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
-        let server = config.server.clone();
 
-        let snapshot = Snapshot::new(config, &jwks::client());
-        for p in snapshot.auth.providers() {
-            if p.config.audiences.is_empty() {
-                tracing::warn!(
-                    provider = %p.config.name,
-                    "no audiences configured: tokens this issuer minted for any audience are accepted"
-                );
-            }
-        }
-        let stores: Vec<_> = snapshot
-            .auth
-            .providers()
-            .iter()
-            .filter_map(|p| match &p.keys {
-                ProviderKeys::Jwks(store) => Some(store.clone()),
-                ProviderKeys::Secret(_) => None,
-            })
-            .collect();
-        let shared = Shared::new(snapshot);
-        let cancel = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        for store in stores {
-            tasks.spawn(store.run(cancel.child_token()));
-        }
+        let shared = Arc::new(Shared::new(config));
+        let control = Arc::new(Control {
+            path,
+            shared: shared.clone(),
+            cancel: CancellationToken::new(),
+            refreshers: Mutex::new(Vec::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let snapshot = shared.current();
+        warn_about(&snapshot);
+        control.sync_refreshers(&snapshot);
 
+        let mut listeners = tokio::task::JoinSet::new();
         let proxy_shared = shared.clone();
-        tasks.spawn(serve(
+        listeners.spawn(serve(
             proxy_listener,
-            server.header_read_timeout,
-            server.shutdown_timeout,
-            cancel.child_token(),
-            move |peer| {
+            shared.clone(),
+            true,
+            control.cancel.child_token(),
+            move |conn| {
                 let shared = proxy_shared.clone();
-                let conn = Conn { peer, tls: false };
                 service_fn(move |req| {
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(proxy::handle(shared, conn, req).await) }
                 })
             },
         ));
-        let admin_shared = shared.clone();
-        tasks.spawn(serve(
+        let admin_control = control.clone();
+        listeners.spawn(serve(
             admin_listener,
-            server.header_read_timeout,
-            Duration::from_secs(1),
-            cancel.child_token(),
-            move |_peer| {
-                let shared = admin_shared.clone();
+            shared.clone(),
+            false,
+            control.cancel.child_token(),
+            move |_conn| {
+                let control = admin_control.clone();
                 service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(admin(&shared, &req)) }
+                    let control = control.clone();
+                    async move { Ok::<_, Infallible>(admin(&control, req).await) }
                 })
             },
         ));
-        tracing::info!(%proxy_addr, %admin_addr, "portcullis listening");
+        tracing::info!(%proxy_addr, %admin_addr, tls = snapshot.config.server.tls.is_some(), "portcullis listening");
         Ok(Gateway {
             proxy_addr,
             admin_addr,
-            cancel,
-            tasks,
-            shared,
+            control,
+            listeners,
         })
     }
 
@@ -123,14 +147,20 @@ impl Gateway {
 
     /// Whether every provider has keys (what `/readyz` reports).
     pub fn is_ready(&self) -> bool {
-        self.shared.snapshot.load().is_ready()
+        self.control.shared.current().is_ready()
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded by
+    /// Re-reads the config file and swaps in the new config. A file that does not
+    /// validate is refused and the old config keeps serving.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        self.control.reload().await
+    }
+
+    /// Stops accepting, lets open connections finish (bounded by
     /// `server.shutdown_timeout`), stops background refreshes.
     pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.control.cancel.cancel();
+        while self.listeners.join_next().await.is_some() {}
         tracing::info!("portcullis stopped");
     }
 
@@ -142,28 +172,122 @@ impl Gateway {
     }
 }
 
+impl Control {
+    async fn reload(&self) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.try_reload();
+        self.shared.metrics.reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!("config reloaded"),
+            Err(e) => {
+                tracing::error!("config reload refused; the previous config keeps serving: {e}")
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<(), ReloadError> {
+        let path = self.path.as_ref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let old = self.shared.current();
+        for (what, was, now) in [
+            (
+                "server.listen",
+                old.config.server.listen,
+                config.server.listen,
+            ),
+            (
+                "server.admin_listen",
+                old.config.server.admin_listen,
+                config.server.admin_listen,
+            ),
+        ] {
+            if was != now {
+                tracing::warn!(
+                    "{what} changed from {was} to {now}; listeners are kept, restart to move them"
+                );
+            }
+        }
+        let snapshot = self.shared.install(config);
+        warn_about(&snapshot);
+        self.sync_refreshers(&snapshot);
+        Ok(())
+    }
+
+    /// Starts a refresh loop for each key store of `snapshot` that has none, and stops
+    /// the loops of stores it no longer uses.
+    fn sync_refreshers(&self, snapshot: &Snapshot) {
+        let mut running = self.refreshers.lock().expect("refreshers poisoned");
+        let wanted: Vec<&Arc<KeyStore>> = snapshot.auth.key_stores().collect();
+        running.retain(|(store, token)| {
+            let keep = wanted.iter().any(|w| Arc::ptr_eq(w, store));
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for store in wanted {
+            if !running.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
+                let token = self.cancel.child_token();
+                tokio::spawn(store.clone().run(token.clone()));
+                running.push((store.clone(), token));
+            }
+        }
+    }
+}
+
+fn warn_about(snapshot: &Snapshot) {
+    for p in snapshot.auth.providers() {
+        if p.config.audiences.is_empty() {
+            tracing::warn!(
+                provider = %p.config.name,
+                "no audiences configured: tokens this issuer minted for any audience are accepted"
+            );
+        }
+    }
+}
+
+/// Accepts connections until `cancel`, then drains them. `proxy` marks the listener
+/// whose connections count in the metrics and may use TLS.
 async fn serve<F, S>(
     listener: TcpListener,
-    header_read_timeout: Duration,
-    drain_timeout: Duration,
+    shared: Arc<Shared>,
+    proxy: bool,
     cancel: CancellationToken,
     make_service: F,
 ) where
-    F: Fn(SocketAddr) -> S,
+    F: Fn(Conn) -> S,
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
         + Send
         + 'static,
     S::Future: Send + 'static,
 {
+    // Limits are read at start: they shape the listener, which a reload keeps.
+    let server = shared.current().config.server.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(server.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(if proxy {
+        server.max_connections
+    } else {
+        64
+    }));
+    let tracker = TaskTracker::new();
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            () = cancel.cancelled() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -177,30 +301,202 @@ async fn serve<F, S>(
             () = cancel.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), make_service(peer))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+        let tls = if proxy {
+            shared
+                .current()
+                .config
+                .server
+                .tls
+                .as_ref()
+                .map(|t| t.config.clone())
+        } else {
+            None
+        };
+        let conn = Conn {
+            peer,
+            tls: tls.is_some(),
+        };
+        let service = make_service(conn);
+        let (builder, cancel, shared) = (builder.clone(), cancel.clone(), shared.clone());
+        let (idle_timeout, handshake_timeout) = (server.idle_timeout, server.header_read_timeout);
+        tracker.spawn(async move {
+            let _permit = permit;
+            let _open = proxy.then(|| shared.metrics.connection());
+            match tls {
+                None => serve_connection(&builder, stream, service, idle_timeout, cancel).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(&builder, tls_stream, service, idle_timeout, cancel)
+                                .await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; closing the remaining connections");
+    tracker.close();
+    let drain = if proxy {
+        server.shutdown_timeout
+    } else {
+        Duration::from_secs(1)
+    };
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open = tracker.len(),
+            "drain timed out; closing the remaining connections"
+        );
     }
 }
 
-fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
-    let (status, body) = match req.uri().path() {
-        "/healthz" => (StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        "/readyz" => {
-            let snap = shared.snapshot.load();
+/// Serves one connection until it ends. On shutdown, or after `idle_timeout` without a
+/// byte either way, it is closed gracefully: a request in progress still finishes.
+async fn serve_connection<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    idle_timeout: Duration,
+    cancel: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: io,
+        activity: activity.clone(),
+    });
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            () = cancel.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = activity.idle_for(idle_timeout), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, in milliseconds since it opened.
+struct Activity {
+    opened: tokio::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + limit;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// An IO that records activity for the idle timeout.
+struct Watched<I> {
+    inner: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+async fn admin(control: &Control, req: Request<Incoming>) -> Response<Body> {
+    let shared = &control.shared;
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => (
+            StatusCode::OK,
+            "application/json",
+            r#"{"status":"ok"}"#.to_owned(),
+        ),
+        (&Method::GET, "/readyz") => {
+            let snap = shared.current();
             let waiting: Vec<&str> = snap
                 .auth
                 .providers()
@@ -209,20 +505,65 @@ fn admin(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
                 .map(|p| p.config.name.as_str())
                 .collect();
             if waiting.is_empty() {
-                (StatusCode::OK, r#"{"status":"ready"}"#.to_owned())
+                (
+                    StatusCode::OK,
+                    "application/json",
+                    r#"{"status":"ready"}"#.to_owned(),
+                )
             } else {
                 let body =
                     serde_json::json!({ "status": "waiting for keys", "providers": waiting });
-                (StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    body.to_string(),
+                )
             }
         }
-        _ => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.to_owned()),
+        (&Method::GET, "/metrics") => {
+            let snap = shared.current();
+            for store in snap.auth.key_stores() {
+                shared
+                    .metrics
+                    .jwks_age(store.provider(), store.last_success_age());
+            }
+            (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                shared.metrics.encode(),
+            )
+        }
+        (&Method::POST, "/reload") => match control.reload().await {
+            Ok(()) => (
+                StatusCode::OK,
+                "application/json",
+                r#"{"status":"reloaded"}"#.to_owned(),
+            ),
+            Err(e) => {
+                let body = serde_json::json!({ "status": "refused", "reason": error_chain(&e) });
+                (
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    body.to_string(),
+                )
+            }
+        },
+        (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json",
+            r#"{"error":"method_not_allowed"}"#.to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            r#"{"error":"not_found"}"#.to_owned(),
+        ),
     };
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        http::HeaderValue::from_static(content_type),
     );
     resp
 }

@@ -16,7 +16,8 @@ use crate::alg::Alg;
 use crate::config::{Config, IdentityConfig, KeySource, ProviderConfig};
 use crate::error::{Error, TokenError};
 use crate::jwks::{Key, KeySet, KeyStore, Refetch};
-use crate::token::{self, Claims};
+use crate::metrics::{Metrics, NONE};
+use crate::token::{self, Claims, Unverified};
 
 /// Longest `sub` accepted; it becomes a header value the backend filters by.
 const MAX_SUBJECT_LEN: usize = 255;
@@ -67,6 +68,7 @@ pub struct Authenticator {
     by_issuer: HashMap<String, usize>,
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
     identity: IdentityConfig,
+    metrics: Arc<Metrics>,
 }
 
 struct UntilExpiry;
@@ -92,17 +94,56 @@ fn unix_now() -> f64 {
 
 impl Authenticator {
     /// Builds the providers of `config`; every JWKS provider fetches through `client`.
-    pub fn new(config: &Config, client: &reqwest::Client) -> Authenticator {
+    ///
+    /// On a reload, `previous` hands over its key stores: a provider whose JWKS settings
+    /// did not change keeps its store (keys, refresh schedule, cooldown) as it is; one
+    /// whose `jwks_url` stayed the same starts from the old keys.
+    pub fn new(
+        config: &Config,
+        client: &reqwest::Client,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Authenticator>,
+    ) -> Authenticator {
+        let old_stores: Vec<&Arc<KeyStore>> = previous
+            .map(|a| {
+                a.providers
+                    .iter()
+                    .filter_map(|p| match &p.keys {
+                        ProviderKeys::Jwks(s) => Some(s),
+                        ProviderKeys::Secret(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut providers = Vec::with_capacity(config.providers.len());
         let mut by_issuer = HashMap::new();
         for (i, p) in config.providers.iter().enumerate() {
             let keys = match &p.keys {
-                KeySource::Jwks(j) => ProviderKeys::Jwks(Arc::new(KeyStore::new(
-                    &p.name,
-                    j.clone(),
-                    p.algorithms.clone(),
-                    client.clone(),
-                ))),
+                KeySource::Jwks(j) => {
+                    let same = old_stores.iter().find(|s| {
+                        s.provider() == &p.name
+                            && s.config() == j
+                            && s.algorithms() == p.algorithms.as_slice()
+                    });
+                    let store = match same {
+                        Some(s) => Arc::clone(s),
+                        None => {
+                            let seed = old_stores
+                                .iter()
+                                .find(|s| s.config().url == j.url)
+                                .and_then(|s| s.keys());
+                            Arc::new(KeyStore::new(
+                                &p.name,
+                                j.clone(),
+                                p.algorithms.clone(),
+                                client.clone(),
+                                metrics.clone(),
+                                seed,
+                            ))
+                        }
+                    };
+                    ProviderKeys::Jwks(store)
+                }
                 KeySource::Secret(s) => {
                     ProviderKeys::Secret(jsonwebtoken::DecodingKey::from_secret(&s.bytes))
                 }
@@ -124,7 +165,30 @@ impl Authenticator {
             by_issuer,
             cache,
             identity: config.identity.clone(),
+            metrics: metrics.clone(),
         }
+    }
+
+    /// Every JWKS key store in use.
+    pub fn key_stores(&self) -> impl Iterator<Item = &Arc<KeyStore>> {
+        self.providers.iter().filter_map(|p| match &p.keys {
+            ProviderKeys::Jwks(s) => Some(s),
+            ProviderKeys::Secret(_) => None,
+        })
+    }
+
+    /// Counts a refusal in the metrics and hands the error back.
+    pub fn refused(&self, provider: Option<usize>, e: Error) -> Error {
+        let outcome = match &e {
+            Error::InvalidToken(t) => t.reason(),
+            Error::MissingToken => "missing",
+            Error::InsufficientScope => "insufficient_scope",
+            Error::KeysUnavailable { .. } => "keys_unavailable",
+            _ => "error",
+        };
+        let name = provider.map_or(&*NONE, |i| &self.providers[i].config.name);
+        self.metrics.auth(name, outcome);
+        e
     }
 
     pub fn providers(&self) -> &[Provider] {
@@ -134,25 +198,47 @@ impl Authenticator {
     /// Verifies `token` and returns who it speaks for.
     pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Error> {
         if token.len() > token::MAX_TOKEN_LEN {
-            return Err(TokenError::TooLarge.into());
+            return Err(self.refused(None, TokenError::TooLarge.into()));
         }
         let hash: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        if let Some(id) = self.cache.as_ref().and_then(|c| c.get(&hash)) {
-            if self.still_valid(&id) {
-                return Ok(id);
-            }
-            if let Some(cache) = &self.cache {
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&hash);
+            self.metrics.token_cache(hit.is_some());
+            if let Some(id) = hit {
+                if self.still_valid(&id) {
+                    self.metrics
+                        .auth(&self.providers[id.provider].config.name, "ok");
+                    return Ok(id);
+                }
                 cache.invalidate(&hash);
             }
         }
-        let id = Arc::new(self.verify(token).await?);
+        let t = token::parse(token).map_err(|e| self.refused(None, e.into()))?;
+        let index = self
+            .provider_for(&t)
+            .map_err(|e| self.refused(None, e.into()))?;
+        let id = Arc::new(
+            self.verify(index, t)
+                .await
+                .map_err(|e| self.refused(Some(index), e))?,
+        );
+        self.metrics.auth(&self.providers[index].config.name, "ok");
         if let Some(cache) = &self.cache {
             cache.insert(hash, id.clone());
         }
         Ok(id)
+    }
+
+    /// The provider a token's `iss` selects.
+    fn provider_for(&self, t: &Unverified<'_>) -> Result<usize, TokenError> {
+        let iss = t.claims.iss.as_deref().ok_or(TokenError::MissingIssuer)?;
+        self.by_issuer
+            .get(iss)
+            .copied()
+            .ok_or(TokenError::UnknownIssuer)
     }
 
     fn still_valid(&self, id: &Identity) -> bool {
@@ -168,10 +254,7 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, token: &str) -> Result<Identity, Error> {
-        let t = token::parse(token)?;
-        let iss = t.claims.iss.as_deref().ok_or(TokenError::MissingIssuer)?;
-        let &index = self.by_issuer.get(iss).ok_or(TokenError::UnknownIssuer)?;
+    async fn verify(&self, index: usize, t: Unverified<'_>) -> Result<Identity, Error> {
         let provider = &self.providers[index];
         if !provider.config.algorithms.contains(&t.alg) {
             return Err(TokenError::AlgNotAllowed.into());

@@ -40,11 +40,29 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Bound of the verified-token cache; 0 disables it.
     pub token_cache_entries: u64,
+    /// Connections are closed after this long without a byte either way.
+    pub idle_timeout: Duration,
+    /// Connections beyond this many wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted; beyond it, 431.
+    pub max_header_bytes: usize,
+    /// TLS termination; `None` serves plain HTTP (and h2c).
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS termination: the PEM files, and the rustls config read from them (re-read on
+/// every reload).
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
-    pub name: String,
+    /// Shared, because it labels metrics and logs on the request path.
+    pub name: Arc<String>,
     /// `iss` must equal this exactly; it is also how a token finds its provider.
     pub issuer: String,
     pub keys: KeySource,
@@ -61,7 +79,7 @@ pub enum KeySource {
     Secret(SharedSecret),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksConfig {
     pub url: reqwest::Url,
     pub refresh_interval: Duration,
@@ -88,7 +106,8 @@ impl fmt::Debug for SharedSecret {
 
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    pub name: String,
+    /// Shared, because it labels metrics and logs on the request path.
+    pub name: Arc<String>,
     /// Normalized prefix: starts with `/`, no trailing `/` (except the root itself).
     pub prefix: String,
     pub upstream: Upstream,
@@ -102,6 +121,8 @@ pub struct RouteConfig {
     /// Names of the providers whose tokens this route accepts; `None`: all of them.
     pub providers: Option<Vec<String>>,
     pub forward_authorization: bool,
+    /// Largest request body accepted; beyond it, 413. `None`: no limit (streamed).
+    pub max_body_bytes: Option<u64>,
     /// The route's CORS policy (its own `cors` table, else the global one).
     pub cors: Option<Arc<CorsPolicy>>,
 }

@@ -43,6 +43,17 @@ pub(crate) struct RawServer {
     pub shutdown_timeout: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub token_cache_entries: Option<u64>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +95,7 @@ pub(crate) struct RawRoute {
     pub roles: Option<Vec<String>>,
     pub providers: Option<Spanned<Vec<String>>>,
     pub forward_authorization: Option<bool>,
+    pub max_body_bytes: Option<u64>,
     pub cors: Option<RawCors>,
 }
 

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::raw::{AuthMode, RawConfig, RawCors, RawIdentity, RawProvider, RawRoute, RawServer};
 use super::{
     Config, IdentityConfig, JwksConfig, KeySource, Problem, ProviderConfig, RouteConfig,
-    ServerConfig, SharedSecret, Upstream,
+    ServerConfig, SharedSecret, TlsSettings, Upstream,
 };
 use crate::alg::Alg;
 use crate::cors::{AllowedOrigins, CorsPolicy};
@@ -28,6 +28,11 @@ const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 100_000;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper cannot read a request head into a smaller buffer.
+const MIN_MAX_HEADER_BYTES: usize = 8192;
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
@@ -128,7 +133,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
         }
     };
 
-    let server = server(&mut ctx, &raw.server);
+    let server = server(&mut ctx, &raw.server, base_dir);
     let providers = providers(&mut ctx, &raw.providers);
     let identity = identity(&mut ctx, &raw.identity);
     let global_cors = raw.cors.as_ref().map(|c| cors(&mut ctx, c, "cors"));
@@ -147,7 +152,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     }
 }
 
-fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerConfig {
+fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
     let listen = ctx.socket_addr(raw.listen.as_ref(), "server.listen", DEFAULT_LISTEN);
     let admin_listen = ctx.socket_addr(
         raw.admin_listen.as_ref(),
@@ -186,6 +191,43 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> ServerConfig {
         token_cache_entries: raw
             .token_cache_entries
             .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
+        idle_timeout: ctx.duration(
+            raw.idle_timeout.as_ref(),
+            "server.idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
+            false,
+        ),
+        max_connections: match raw.max_connections {
+            Some(0) => {
+                ctx.problem(None, "server.max_connections", "must be at least 1");
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_CONNECTIONS,
+        },
+        max_header_bytes: match &raw.max_header_bytes {
+            Some(n) if *n.get_ref() < MIN_MAX_HEADER_BYTES => {
+                ctx.problem(
+                    Some(n.span()),
+                    "server.max_header_bytes",
+                    format!("must be at least {MIN_MAX_HEADER_BYTES}"),
+                );
+                DEFAULT_MAX_HEADER_BYTES
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_MAX_HEADER_BYTES,
+        },
+        tls: raw.tls.as_ref().and_then(|t| {
+            let cert = resolve(base_dir, t.cert.get_ref());
+            let key = resolve(base_dir, t.key.get_ref());
+            match crate::tls::server_config(&cert, &key) {
+                Ok(config) => Some(TlsSettings { cert, key, config }),
+                Err(e) => {
+                    ctx.problem(Some(t.cert.span()), "server.tls", e.to_string());
+                    None
+                }
+            }
+        }),
     }
 }
 
@@ -274,7 +316,7 @@ fn providers(ctx: &mut Ctx<'_>, raws: &[RawProvider]) -> Vec<ProviderConfig> {
         };
         if let Some(keys) = keys {
             out.push(ProviderConfig {
-                name,
+                name: Arc::new(name),
                 issuer,
                 keys,
                 audiences,
@@ -589,7 +631,7 @@ fn routes(
 
         if let Some(upstream) = upstream {
             out.push(RouteConfig {
-                name,
+                name: Arc::new(name),
                 prefix: canonical,
                 upstream,
                 auth,
@@ -598,6 +640,7 @@ fn routes(
                 roles,
                 providers: route_providers,
                 forward_authorization: raw.forward_authorization.unwrap_or(true),
+                max_body_bytes: raw.max_body_bytes,
                 cors: match &raw.cors {
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
                     None => global_cors.cloned(),
@@ -782,4 +825,14 @@ fn origin(s: &str) -> Option<String> {
         return None;
     }
     Some(url.origin().ascii_serialization())
+}
+
+/// A path from the config file, relative to the file's folder unless absolute.
+fn resolve(base_dir: &Path, p: &str) -> std::path::PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base_dir.join(p)
+    }
 }

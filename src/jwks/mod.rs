@@ -18,6 +18,7 @@ pub use key::{Key, KeySet};
 
 use crate::alg::Alg;
 use crate::config::JwksConfig;
+use crate::metrics::Metrics;
 
 /// Never refresh more often than this on the issuer's `max-age` say-so.
 const MIN_REFRESH: Duration = Duration::from_secs(30);
@@ -26,7 +27,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct KeyStore {
-    provider: String,
+    provider: Arc<String>,
     config: JwksConfig,
     algorithms: Vec<Alg>,
     client: reqwest::Client,
@@ -37,6 +38,8 @@ pub struct KeyStore {
     fetch_lock: tokio::sync::Mutex<()>,
     in_flight: AtomicBool,
     last_kid_refetch: Mutex<Option<Instant>>,
+    last_success: Mutex<Option<Instant>>,
+    metrics: Arc<Metrics>,
 }
 
 /// What an unknown-`kid` refetch produced.
@@ -49,23 +52,49 @@ pub enum Refetch {
 }
 
 impl KeyStore {
+    /// A store for one provider. `seed`: keys to serve until the first fetch lands (a
+    /// reload hands over the previous store's keys, so users stay signed in).
     pub fn new(
-        provider: &str,
+        provider: &Arc<String>,
         config: JwksConfig,
         algorithms: Vec<Alg>,
         client: reqwest::Client,
+        metrics: Arc<Metrics>,
+        seed: Option<Arc<KeySet>>,
     ) -> KeyStore {
         KeyStore {
-            provider: provider.to_owned(),
+            provider: provider.clone(),
             config,
             algorithms,
             client,
-            current: ArcSwapOption::empty(),
+            current: ArcSwapOption::new(seed),
             generation: AtomicU64::new(0),
             fetch_lock: tokio::sync::Mutex::new(()),
             in_flight: AtomicBool::new(false),
             last_kid_refetch: Mutex::new(None),
+            last_success: Mutex::new(None),
+            metrics,
         }
+    }
+
+    pub fn config(&self) -> &JwksConfig {
+        &self.config
+    }
+
+    pub fn algorithms(&self) -> &[Alg] {
+        &self.algorithms
+    }
+
+    pub fn provider(&self) -> &Arc<String> {
+        &self.provider
+    }
+
+    /// Time since the last fetch that produced a usable key set.
+    pub fn last_success_age(&self) -> Option<Duration> {
+        self.last_success
+            .lock()
+            .expect("clock poisoned")
+            .map(|t| t.elapsed())
     }
 
     /// The current key set, `None` until the first fetch succeeds. Lock-free.
@@ -123,6 +152,7 @@ impl KeyStore {
             match fetch::fetch(&self.client, &self.config.url, self.config.fetch_timeout).await {
                 Ok(f) => f,
                 Err(e) => {
+                    self.metrics.jwks_fetch(&self.provider, false);
                     tracing::warn!(
                         provider = %self.provider, url = %self.config.url, reason,
                         error = %error_chain(&e),
@@ -140,10 +170,13 @@ impl KeyStore {
                 let n = parsed.set.len();
                 self.current.store(Some(Arc::new(parsed.set)));
                 self.generation.fetch_add(1, Ordering::AcqRel);
+                *self.last_success.lock().expect("clock poisoned") = Some(Instant::now());
+                self.metrics.jwks_fetch(&self.provider, true);
                 tracing::info!(provider = %self.provider, keys = n, reason, "JWKS loaded");
                 Ok(fetched.max_age)
             }
             Err(e) => {
+                self.metrics.jwks_fetch(&self.provider, false);
                 tracing::warn!(provider = %self.provider, url = %self.config.url, reason, "JWKS refused: {e}; keeping the last good keys");
                 Err(())
             }

@@ -1,0 +1,58 @@
+//! TLS termination with rustls (aws-lc-rs): TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`.
+//! Certificates are read when the config loads, so a reload re-reads them and new
+//! connections use the new ones while open connections keep theirs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a certificate or key could not be used. Never includes key material.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read a certificate chain from {path}: {source}")]
+    Certs {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no certificate")]
+    NoCerts { path: String },
+    #[error("cannot read a private key from {path}: {source}")]
+    Key {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("the certificate and key do not form a usable pair: {0}")]
+    Config(#[source] rustls::Error),
+}
+
+/// Builds the server side of TLS from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|source| TlsError::Certs {
+            path: cert.display().to_string(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCerts {
+            path: cert.display().to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.display().to_string(),
+        source,
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
