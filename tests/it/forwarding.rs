@@ -462,6 +462,14 @@ async fn a_slow_upstream_is_a_json_504_in_time() {
         start.elapsed()
     );
     assert_eq!(upstream.hits(), 1);
+
+    // The abandoned upstream request leaves nothing behind: the next one is served.
+    upstream.set_delay(Duration::ZERO);
+    let resp = gw
+        .get_as("/api/fast", &key.mint(Alg::EdDSA, &claims("alice")))
+        .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(upstream.last().target, "/api/fast");
 }
 
 /// An upstream that answers every request with `body`.
