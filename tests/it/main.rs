@@ -7,5 +7,6 @@ mod auth;
 mod cors;
 mod forwarding;
 mod jwks;
+mod operations;
 mod process;
 mod trailers;

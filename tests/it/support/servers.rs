@@ -263,6 +263,11 @@ impl Upstream {
         format!("http://{}", self.addr)
     }
 
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
     pub fn hits(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
