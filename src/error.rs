@@ -111,6 +111,8 @@ pub enum Error {
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
+    #[error("upstream switched protocols unasked")]
+    UpstreamProtocol,
 
     // Ours.
     #[error("could not build the upstream request")]
@@ -138,7 +140,7 @@ impl Error {
             Error::InsufficientScope | Error::CorsRejected => StatusCode::FORBIDDEN,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,7 +161,8 @@ impl Error {
             | Error::PayloadTooLarge => Blame::Client,
             Error::KeysUnavailable { .. }
             | Error::UpstreamUnavailable(_)
-            | Error::UpstreamTimeout => Blame::Dependency,
+            | Error::UpstreamTimeout
+            | Error::UpstreamProtocol => Blame::Dependency,
             Error::Internal(_) => Blame::Gateway,
         }
     }
@@ -179,7 +182,7 @@ impl Error {
             Error::CorsRejected => "cors_rejected",
             Error::PayloadTooLarge => "payload_too_large",
             Error::KeysUnavailable { .. } => "unavailable",
-            Error::UpstreamUnavailable(_) => "bad_gateway",
+            Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => "bad_gateway",
             Error::UpstreamTimeout => "gateway_timeout",
             Error::Internal(_) => "internal_error",
         }
@@ -191,7 +194,9 @@ impl Error {
             Error::KeysUnavailable { .. } => {
                 "signing keys are not available yet; retry shortly".to_owned()
             }
-            Error::UpstreamUnavailable(_) => "the upstream service is unavailable".to_owned(),
+            Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => {
+                "the upstream service is unavailable".to_owned()
+            }
             Error::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         }

@@ -34,6 +34,7 @@ pub fn is_reserved(name: &HeaderName) -> bool {
                 | "x-forwarded-for"
                 | "x-forwarded-proto"
                 | "x-forwarded-host"
+                | "x-real-ip"
                 | "expect"
         )
 }

@@ -22,6 +22,7 @@ mod server;
 mod state;
 mod tls;
 mod token;
+mod upstream;
 mod verify;
 
 pub use alg::Alg;

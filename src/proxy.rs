@@ -8,18 +8,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
-use crate::config::{AuthMode, RouteConfig};
+use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
 use crate::cors;
 use crate::error::{Blame, Error, TokenError};
 use crate::headers;
 use crate::metrics::NONE;
 use crate::path::{self, NormalizedPath};
-use crate::route::{self, Match};
+use crate::route::{self, Match, Route};
 use crate::state::{RequestBody, Shared, Snapshot};
 use crate::token;
 use crate::verify::Identity;
@@ -27,6 +29,7 @@ use crate::verify::Identity;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Facts about the client connection a request came in on.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +42,7 @@ pub struct Conn {
 #[derive(Default)]
 struct Trace {
     path: Option<NormalizedPath>,
-    route: Option<Arc<RouteConfig>>,
+    route: Option<Arc<Route>>,
     identity: Option<Arc<Identity>>,
     /// A CORS preflight answered by the gateway (its headers are already complete).
     preflight: bool,
@@ -52,19 +55,19 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let method = req.method().clone();
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut trace = Trace::default();
-    let mut resp = match handle_inner(&shared, &snap, conn, req, &mut trace).await {
+    let mut resp = match handle_inner(&snap, conn, req, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
-            let route = trace.route.as_ref().map(|r| &r.name);
-            match &e {
-                Error::UpstreamTimeout => shared
-                    .metrics
-                    .upstream_error(route.unwrap_or(&NONE), "timeout"),
-                Error::UpstreamUnavailable(u) => {
-                    let kind = if u.is_connect() { "connect" } else { "reset" };
-                    shared.metrics.upstream_error(route.unwrap_or(&NONE), kind);
-                }
-                _ => {}
+            let kind = match &e {
+                Error::UpstreamTimeout => Some("timeout"),
+                Error::UpstreamUnavailable(u) if u.is_connect() => Some("connect"),
+                Error::UpstreamUnavailable(_) => Some("reset"),
+                Error::UpstreamProtocol => Some("protocol"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
+                shared.metrics.upstream_error(route, kind);
             }
             let chain = crate::jwks::error_chain(&e);
             match e.blame() {
@@ -107,13 +110,16 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
 }
 
 async fn handle_inner(
-    shared: &Shared,
     snap: &Arc<Snapshot>,
     conn: Conn,
     req: Request<Incoming>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, Error> {
     if req.method() == Method::CONNECT {
+        return Err(Error::BadTarget);
+    }
+    // Two Host headers could name two different sites to two different readers.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
         return Err(Error::BadTarget);
     }
     let path = path::normalize(req.uri().path())?;
@@ -131,10 +137,6 @@ async fn handle_inner(
         trace.preflight = true;
         return cors.preflight(req.headers());
     }
-    if !route::allows(&route, req.method()) {
-        return Err(method_not_allowed(&route));
-    }
-
     let identity = match route.auth {
         AuthMode::Public => None,
         AuthMode::Required | AuthMode::Optional => match token::bearer(req.headers()) {
@@ -154,6 +156,10 @@ async fn handle_inner(
         },
     };
 
+    // After authentication, so an anonymous caller cannot probe which methods exist.
+    if !route::allows(&route, req.method(), req.headers()) {
+        return Err(method_not_allowed(&route));
+    }
     if let Some(limit) = route.max_body_bytes {
         let declared = req
             .headers()
@@ -164,7 +170,7 @@ async fn handle_inner(
             return Err(Error::PayloadTooLarge);
         }
     }
-    forward(shared, snap, conn, &route, &path, identity.as_deref(), req).await
+    forward(snap, conn, &route, &path, identity.as_deref(), req).await
 }
 
 fn method_not_allowed(route: &RouteConfig) -> Error {
@@ -199,14 +205,18 @@ fn authorize(snap: &Snapshot, route: &RouteConfig, id: &Identity) -> Result<(), 
 }
 
 async fn forward(
-    shared: &Shared,
     snap: &Arc<Snapshot>,
     conn: Conn,
-    route: &RouteConfig,
+    route: &Route,
     path: &NormalizedPath,
     identity: Option<&Identity>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
+    // An HTTP/1.1 upgrade (WebSocket): the token was checked on this very request; once
+    // the upstream agrees with a 101, bytes are relayed both ways untouched.
+    let upgrade =
+        upgrade_protocol(&req).filter(|_| route.upstream.protocol == UpstreamProtocol::Http1);
+    let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
     let mut target =
@@ -218,7 +228,11 @@ async fn forward(
         target.push_str(q);
     }
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(if route.upstream.https {
+            "https"
+        } else {
+            "http"
+        })
         .authority(route.upstream.authority.clone())
         .path_and_query(target)
         .build()
@@ -242,6 +256,12 @@ async fn forward(
     }
     let xff = forwarded_for(h, conn.peer);
     h.insert(X_FORWARDED_FOR.clone(), xff);
+    // The gateway speaks `X-Forwarded-*` and `X-Real-IP`; a client-sent `Forwarded` would
+    // let a backend that prefers it read forged client details.
+    h.remove(header::FORWARDED);
+    if let Ok(ip) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+        h.insert(X_REAL_IP.clone(), ip);
+    }
     h.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
@@ -264,8 +284,20 @@ async fn forward(
             h.insert(name.clone(), value.clone());
         }
     }
+    if let Some(protocol) = &upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, protocol.clone());
+    }
     parts.uri = uri;
-    parts.version = Version::HTTP_11;
+    parts.version = match route.upstream.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => {
+            // HTTP/2 names the host in `:authority` (the upstream's); the client's host
+            // travels in X-Forwarded-Host.
+            parts.headers.remove(header::HOST);
+            Version::HTTP_2
+        }
+    };
 
     // Trailers are headers too: a chunked upload must not smuggle an identity header in
     // after the body, where a backend might merge it into the request headers.
@@ -287,7 +319,7 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, body);
     let resp = match tokio::time::timeout(
         snap.config.server.upstream_timeout,
-        shared.upstream.request(upstream_req),
+        route.client.request(upstream_req),
     )
     .await
     {
@@ -296,9 +328,62 @@ async fn forward(
         Ok(Err(e)) => return Err(Error::UpstreamUnavailable(e)),
         Ok(Ok(resp)) => resp,
     };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return relay_upgrade(resp, client_side);
+    }
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, body.boxed()))
+}
+
+/// The protocol a request asks to upgrade to: `Upgrade` with `Connection: upgrade` on
+/// HTTP/1.1.
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asks = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Hands the client a 101 and relays the two upgraded connections to each other.
+fn relay_upgrade(
+    mut resp: Response<Incoming>,
+    client_side: Option<OnUpgrade>,
+) -> Result<Response<Body>, Error> {
+    let Some(client_side) = client_side else {
+        // The upstream switched protocols nobody asked for.
+        return Err(Error::UpstreamProtocol);
+    };
+    let upstream_side = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match (client_side.await, upstream_side.await) {
+            (Ok(client), Ok(upstream)) => {
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!("upgraded connection ended: {e}");
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    let (mut parts, _) = resp.into_parts();
+    let protocol = parts.headers.get(header::UPGRADE).cloned();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = protocol {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    Ok(Response::from_parts(parts, crate::body::full("")))
 }
 
 /// Whether an upstream request failed because the client's body passed the route limit.

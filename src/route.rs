@@ -2,16 +2,32 @@
 //! normalized path (so `/api/tasks` never matches `/api/tasksX`). The query string never
 //! takes part.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use http::Method;
 
 use crate::config::RouteConfig;
 use crate::path::NormalizedPath;
+use crate::upstream::UpstreamClient;
+
+/// A configured route with the client that reaches its upstream.
+pub struct Route {
+    pub config: RouteConfig,
+    pub client: UpstreamClient,
+}
+
+impl Deref for Route {
+    type Target = RouteConfig;
+
+    fn deref(&self) -> &RouteConfig {
+        &self.config
+    }
+}
 
 /// What matching a path produced.
 pub enum Match<'a> {
-    Route(&'a Arc<RouteConfig>),
+    Route(&'a Arc<Route>),
     NoRoute,
     /// The path reads as two different routes depending on whether the backend drops
     /// `;` parameters; neither reading can be trusted.
@@ -20,12 +36,16 @@ pub enum Match<'a> {
 
 pub struct RouteTable {
     /// Sorted by prefix depth, deepest first, so the first hit is the longest prefix.
-    routes: Vec<(Vec<String>, Arc<RouteConfig>)>,
+    routes: Vec<(Vec<String>, Arc<Route>)>,
 }
 
 impl RouteTable {
-    pub fn new(routes: &[RouteConfig]) -> RouteTable {
-        let mut routes: Vec<(Vec<String>, Arc<RouteConfig>)> = routes
+    /// `client_for` gives each route the client that reaches its upstream.
+    pub fn new(
+        routes: &[RouteConfig],
+        client_for: impl Fn(&RouteConfig) -> UpstreamClient,
+    ) -> RouteTable {
+        let mut routes: Vec<(Vec<String>, Arc<Route>)> = routes
             .iter()
             .map(|r| {
                 let segs = r
@@ -34,7 +54,11 @@ impl RouteTable {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                (segs, Arc::new(r.clone()))
+                let route = Route {
+                    config: r.clone(),
+                    client: client_for(r),
+                };
+                (segs, Arc::new(route))
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
@@ -60,7 +84,7 @@ impl RouteTable {
         }
     }
 
-    fn find(&self, path: &str, drop_params: bool) -> Option<&Arc<RouteConfig>> {
+    fn find(&self, path: &str, drop_params: bool) -> Option<&Arc<Route>> {
         'routes: for (prefix, route) in &self.routes {
             let mut segs = path.split('/').filter(|s| !s.is_empty());
             for want in prefix {
@@ -82,9 +106,30 @@ impl RouteTable {
     }
 }
 
-/// Whether a route lets this method through.
-pub fn allows(route: &RouteConfig, method: &Method) -> bool {
-    route.methods.as_ref().is_none_or(|m| m.contains(method))
+/// Headers some frameworks (Rails, Laravel, Express's method-override, ASP.NET) read as
+/// the real method of a POST.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether a route lets this method through, including any method a method-override
+/// header asks the backend to use instead.
+pub fn allows(route: &RouteConfig, method: &Method, headers: &http::HeaderMap) -> bool {
+    let Some(allowed) = &route.methods else {
+        return true;
+    };
+    allowed.contains(method)
+        && METHOD_OVERRIDES.iter().all(|name| {
+            headers.get_all(*name).iter().all(|v| {
+                Method::from_bytes(v.as_bytes()).is_ok_and(|m| {
+                    allowed
+                        .iter()
+                        .any(|a| a.as_str().eq_ignore_ascii_case(m.as_str()))
+                })
+            })
+        })
 }
 
 #[cfg(test)]
@@ -118,7 +163,8 @@ mod tests {
             std::path::Path::new("."),
         )
         .unwrap();
-        RouteTable::new(&cfg.routes)
+        let tls = crate::tls::client_config(None, None).unwrap();
+        RouteTable::new(&cfg.routes, |r| crate::upstream::client(&r.upstream, &tls))
     }
 
     fn name(t: &RouteTable, p: &str) -> String {

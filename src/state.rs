@@ -2,22 +2,17 @@
 //! an immutable snapshot; a reload builds a whole new snapshot and swaps it in.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
-use crate::config::Config;
+use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
+use crate::upstream::{self, UpstreamClient};
 use crate::verify::Authenticator;
 
 /// Request bodies go upstream as streamed by the client, with their trailers filtered.
 pub type RequestBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 
 pub struct Snapshot {
     pub config: Config,
@@ -28,13 +23,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot; `previous` (on reload) hands over the key stores it can.
-    fn new(
-        config: Config,
-        jwks_client: &reqwest::Client,
-        metrics: &Arc<Metrics>,
-        previous: Option<&Snapshot>,
-    ) -> Snapshot {
-        let routes = RouteTable::new(&config.routes);
+    fn new(config: Config, shared: &Parts, previous: Option<&Snapshot>) -> Snapshot {
+        let routes = RouteTable::new(&config.routes, |r| {
+            // Plain HTTP/1.1 and system-rooted HTTPS share one pool that outlives reloads.
+            if r.upstream.protocol == UpstreamProtocol::Http1 && r.upstream.tls.is_none() {
+                shared.default_client.clone()
+            } else {
+                upstream::client(&r.upstream, &shared.default_tls)
+            }
+        });
+        let (jwks_client, metrics) = (&shared.jwks_client, &shared.metrics);
         let auth = Authenticator::new(&config, jwks_client, metrics, previous.map(|p| &p.auth));
         let identity_headers = IdentityHeaders::new(
             std::iter::once(&config.identity.user_id_header)
@@ -57,26 +55,41 @@ impl Snapshot {
 /// What every connection shares, across reloads.
 pub struct Shared {
     snapshot: arc_swap::ArcSwap<Snapshot>,
-    pub upstream: UpstreamClient,
-    pub jwks_client: reqwest::Client,
+    parts: Parts,
     pub metrics: Arc<Metrics>,
+}
+
+/// The long-lived pieces a snapshot is built with.
+struct Parts {
+    jwks_client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    /// TLS to upstreams with the system's roots.
+    default_tls: Arc<rustls::ClientConfig>,
+    default_client: UpstreamClient,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        let jwks_client = crate::jwks::client();
         let metrics = Arc::new(Metrics::new());
-        let snapshot = Snapshot::new(config, &jwks_client, &metrics, None);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let upstream = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+        let default_tls =
+            crate::tls::client_config(None, None).expect("system roots need no files");
+        let default_upstream = Upstream {
+            https: false,
+            authority: http::uri::Authority::from_static("localhost"),
+            base_path: String::new(),
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
+        };
+        let parts = Parts {
+            jwks_client: crate::jwks::client(),
+            metrics: metrics.clone(),
+            default_client: upstream::client(&default_upstream, &default_tls),
+            default_tls,
+        };
+        let snapshot = Snapshot::new(config, &parts, None);
         Shared {
             snapshot: arc_swap::ArcSwap::from_pointee(snapshot),
-            upstream,
-            jwks_client,
+            parts,
             metrics,
         }
     }
@@ -91,12 +104,7 @@ impl Shared {
     /// puts it in force. Requests already running finish on the snapshot they started with.
     pub fn install(&self, config: Config) -> Arc<Snapshot> {
         let old = self.current();
-        let new = Arc::new(Snapshot::new(
-            config,
-            &self.jwks_client,
-            &self.metrics,
-            Some(&old),
-        ));
+        let new = Arc::new(Snapshot::new(config, &self.parts, Some(&old)));
         self.snapshot.store(new.clone());
         new
     }

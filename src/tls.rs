@@ -56,3 +56,58 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// The client side of TLS to an upstream: the system's roots, or only those in `ca`;
+/// and a client certificate when the upstream wants to know the caller is the gateway.
+pub fn client_config(
+    ca: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|source| TlsError::Certs {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            if certs.is_empty() {
+                return Err(TlsError::NoCerts {
+                    path: path.display().to_string(),
+                });
+            }
+            for cert in certs {
+                roots.add(cert).map_err(TlsError::Config)?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<_, _>>())
+                .map_err(|source| TlsError::Certs {
+                    path: cert.display().to_string(),
+                    source,
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+                path: key.display().to_string(),
+                source,
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(TlsError::Config)?
+        }
+    };
+    Ok(Arc::new(config))
+}

@@ -131,8 +131,32 @@ pub struct RouteConfig {
 /// prepended to the request's (normalized) path.
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// `https://` upstream: TLS from the gateway to the backend.
+    pub https: bool,
     pub authority: http::uri::Authority,
     pub base_path: String,
+    pub protocol: UpstreamProtocol,
+    /// The route's own TLS settings for an `https://` upstream; `None`: system roots.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the gateway speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (WebSocket upgrades need it).
+    Http1,
+    /// HTTP/2: h2c with prior knowledge for `http://`, h2 over TLS for `https://`
+    /// (gRPC backends).
+    Http2,
+}
+
+/// TLS to an upstream: the roots to trust and, for mTLS, the gateway's own certificate.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -96,6 +96,8 @@ pub(crate) struct RawRoute {
     pub providers: Option<Spanned<Vec<String>>>,
     pub forward_authorization: Option<bool>,
     pub max_body_bytes: Option<u64>,
+    pub upstream_protocol: Option<crate::config::UpstreamProtocol>,
+    pub upstream_tls: Option<RawUpstreamTls>,
     pub cors: Option<RawCors>,
 }
 
@@ -104,4 +106,12 @@ pub(crate) struct RawRoute {
 pub(crate) struct RawIdentity {
     pub user_id_header: Option<Spanned<String>>,
     pub claim_headers: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub ca: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
 }

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::raw::{AuthMode, RawConfig, RawCors, RawIdentity, RawProvider, RawRoute, RawServer};
 use super::{
     Config, IdentityConfig, JwksConfig, KeySource, Problem, ProviderConfig, RouteConfig,
-    ServerConfig, SharedSecret, TlsSettings, Upstream,
+    ServerConfig, SharedSecret, TlsSettings, Upstream, UpstreamProtocol, UpstreamTls,
 };
 use crate::alg::Alg;
 use crate::cors::{AllowedOrigins, CorsPolicy};
@@ -137,7 +137,13 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let providers = providers(&mut ctx, &raw.providers);
     let identity = identity(&mut ctx, &raw.identity);
     let global_cors = raw.cors.as_ref().map(|c| cors(&mut ctx, c, "cors"));
-    let routes = routes(&mut ctx, &raw.routes, &providers, global_cors.as_ref());
+    let routes = routes(
+        &mut ctx,
+        base_dir,
+        &raw.routes,
+        &providers,
+        global_cors.as_ref(),
+    );
 
     if ctx.problems.is_empty() {
         Ok(Config {
@@ -490,6 +496,7 @@ fn identity_header(
 
 fn routes(
     ctx: &mut Ctx<'_>,
+    base_dir: &Path,
     raws: &[RawRoute],
     providers: &[ProviderConfig],
     global_cors: Option<&Arc<CorsPolicy>>,
@@ -542,7 +549,7 @@ fn routes(
             );
         }
 
-        let upstream = upstream(ctx, &raw.upstream, &key("upstream"));
+        let upstream = upstream(ctx, raw, &key("upstream"), base_dir);
         let auth = raw.auth.unwrap_or(AuthMode::Required);
 
         let methods = raw.methods.as_ref().map(|list| {
@@ -651,7 +658,8 @@ fn routes(
     out
 }
 
-fn upstream(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Upstream> {
+fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {
+    let v = &raw.upstream;
     let text = v.get_ref();
     let uri = match http::Uri::from_str(text) {
         Ok(u) => u,
@@ -660,14 +668,18 @@ fn upstream(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Upstrea
             return None;
         }
     };
-    if uri.scheme_str() != Some("http") {
-        ctx.problem(
-            Some(v.span()),
-            key,
-            "the upstream must be an http:// URL (the gateway terminates TLS; https upstreams are not supported yet)",
-        );
-        return None;
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            ctx.problem(
+                Some(v.span()),
+                key,
+                "the upstream must be an http:// or https:// URL",
+            );
+            return None;
+        }
+    };
     let Some(authority) = uri.authority().cloned() else {
         ctx.problem(Some(v.span()), key, "the upstream URL needs a host");
         return None;
@@ -700,9 +712,56 @@ fn upstream(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Upstrea
             }
         }
     };
+    let tls = match &raw.upstream_tls {
+        None => None,
+        Some(_) if !https => {
+            ctx.problem(
+                Some(v.span()),
+                key,
+                "upstream_tls needs an https:// upstream",
+            );
+            return None;
+        }
+        Some(t) => {
+            let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
+            let identity = match (&t.client_cert, &t.client_key) {
+                (Some(c), Some(k)) => Some((
+                    resolve(base_dir, c.get_ref()),
+                    resolve(base_dir, k.get_ref()),
+                )),
+                (None, None) => None,
+                _ => {
+                    ctx.problem(
+                        Some(v.span()),
+                        key,
+                        "upstream_tls needs both client_cert and client_key, or neither",
+                    );
+                    return None;
+                }
+            };
+            let config = crate::tls::client_config(
+                ca.as_deref(),
+                identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            );
+            match config {
+                Ok(config) => Some(UpstreamTls {
+                    ca,
+                    client_cert: identity.map(|(c, _)| c),
+                    config,
+                }),
+                Err(e) => {
+                    ctx.problem(Some(v.span()), format!("{key}_tls"), e.to_string());
+                    return None;
+                }
+            }
+        }
+    };
     Some(Upstream {
+        https,
         authority,
         base_path,
+        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
+        tls,
     })
 }
 

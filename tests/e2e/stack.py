@@ -314,7 +314,8 @@ def start_gateway(
             refresh_cooldown=refresh_cooldown,
         )
     )
-    env = {**_base_env(), "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+    # Logs go to a file: no colour codes.
+    env = {**_base_env(), "RUST_LOG": os.environ.get("RUST_LOG", "info"), "NO_COLOR": "1"}
     proc = Process(
         f"portcullis:{name}",
         [str(gateway_bin()), "--config", str(config_path)],

@@ -351,6 +351,70 @@ async fn a_method_the_route_does_not_list_gets_405_with_allow() {
     let resp = f.gw.get_as("/ro/tasks", &f.token("alice")).await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(extra.last().method, "GET");
+
+    // A method-override header cannot smuggle a write past a read-only route.
+    for name in [
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "x-method-override",
+    ] {
+        let resp = send(
+            f.gw.addr,
+            Method::GET,
+            "/ro/tasks",
+            &[("authorization", &auth), (name, "DELETE")],
+            "",
+        )
+        .await;
+        assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED, "{name}");
+    }
+    assert_eq!(extra.hits(), 1);
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_gets_401_before_any_method_check() {
+    let extra = Upstream::start().await;
+    let f = fixture_with_extra_routes(&extra).await;
+    let resp = send(f.gw.addr, Method::DELETE, "/ro/tasks", &[], "").await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.header("allow"), None);
+}
+
+#[tokio::test]
+async fn client_forwarded_and_real_ip_headers_are_replaced() {
+    let f = Fixture::start().await;
+    let auth = format!("Bearer {}", f.token("alice"));
+    let resp = send(
+        f.gw.addr,
+        Method::GET,
+        "/api/tasks",
+        &[
+            ("authorization", &auth),
+            ("forwarded", "for=203.0.113.7;proto=https;host=evil.example"),
+            ("x-real-ip", "203.0.113.7"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let seen = f.upstream.last();
+    assert_eq!(seen.one("forwarded"), None);
+    assert_eq!(seen.one("x-real-ip"), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn two_host_headers_are_refused() {
+    let f = Fixture::start().await;
+    let resp = send(
+        f.gw.addr,
+        Method::GET,
+        "/public/x",
+        &[("host", "a.example"), ("host", "b.example")],
+        "",
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.upstream.hits(), 0);
 }
 
 #[tokio::test]

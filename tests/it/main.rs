@@ -9,4 +9,5 @@ mod forwarding;
 mod jwks;
 mod operations;
 mod process;
+mod protocols;
 mod trailers;
