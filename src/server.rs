@@ -180,7 +180,11 @@ impl Control {
         match &result {
             Ok(()) => tracing::info!("config reloaded"),
             Err(e) => {
-                tracing::error!("config reload refused; the previous config keeps serving: {e}")
+                // One log line, however many problems the file has.
+                let reason = e.to_string().replace("\n  ", "; ");
+                tracing::error!(
+                    "config reload refused; the previous config keeps serving: {reason}"
+                )
             }
         }
         result

@@ -627,3 +627,77 @@ fn check_refuses_a_short_or_missing_secret_and_names_the_variable() {
     );
     assert!(!stdout.contains(SECRET) && !text(&out.stderr).contains(SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_file_and_a_broken_file_keeps_the_old_config() {
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let body = |up: &str| format!("{}{}", provider_toml(&jwks.url(), ""), routes_toml(up));
+    let config = run_config("sighup", &body(&a.url()));
+    let gw = Running::start(&config, &["run"], &[]).await;
+    gw.wait_ready().await;
+    let auth = format!("Bearer {}", key.mint(Alg::EdDSA, &claims("user-1")));
+    let get = |path: &'static str| {
+        let (proxy, auth) = (gw.proxy, auth.clone());
+        async move {
+            send(proxy, Method::GET, path, &[("authorization", &auth)], "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(get("/api/one").await, StatusCode::OK);
+    assert_eq!(a.hits(), 1);
+
+    let hup = |pid: u32| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let pid = gw.child.id().expect("running");
+    // The route moves to upstream B: after SIGHUP, requests go there.
+    let reloaded = run_config("sighup", &body(&b.url()));
+    hup(pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.hits() == 0 {
+        assert!(Instant::now() < deadline, "SIGHUP did not move the route");
+        assert_eq!(get("/api/poll").await, StatusCode::OK);
+    }
+    // A broken file: refused, the process keeps running on the previous config.
+    let broken = run_config(
+        "sighup",
+        &body(&b.url()).replace("[[routes]]", "[[routez]]"),
+    );
+    hup(pid);
+    let m = loop {
+        let m = send(gw.admin, Method::GET, "/metrics", &[], "")
+            .await
+            .text();
+        if m.contains("portcullis_config_reloads_total{result=\"error\"} 1") {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken reload was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        m.contains("portcullis_config_reloads_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    let before = b.hits();
+    assert_eq!(get("/api/after").await, StatusCode::OK);
+    assert_eq!(b.hits(), before + 1);
+    drop((reloaded, broken));
+    let (status, stderr) = gw.stop().await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("config reload refused") && l.contains("routez")),
+        "the refusal and its reason are logged: {stderr:#?}"
+    );
+}
