@@ -416,3 +416,54 @@ async fn connections_beyond_the_limit_wait_their_turn() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn certificates_are_reread_on_reload_and_open_connections_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
+    let upstream = Upstream::start().await;
+    let old_ca = self_signed(dir.path());
+    // Relative paths resolve against the config file's own folder.
+    let path = dir.path().join("portcullis.toml");
+    write(
+        &path,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n{}{}",
+            provider_toml(&jwks.url(), ""),
+            routes_toml(&upstream.url())
+        ),
+    );
+    let gw = Gateway::start_from(path).await.unwrap();
+    let url = format!("https://localhost:{}/public/x", gw.proxy_addr().port());
+    let client_for = |ca: &str| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+            .resolve("localhost", gw.proxy_addr())
+            .build()
+            .unwrap()
+    };
+    let old_client = client_for(&old_ca);
+    assert_eq!(
+        old_client.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let new_ca = self_signed(dir.path());
+    let r = send(gw.admin_addr(), Method::POST, "/reload", &[], "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The open (HTTP/2) connection keeps its certificate and keeps working...
+    assert_eq!(
+        old_client.get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // ...new connections get the new certificate...
+    assert_eq!(
+        client_for(&new_ca).get(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // ...and a client that trusts only the old one can no longer connect.
+    assert!(client_for(&old_ca).get(&url).send().await.is_err());
+    gw.shutdown().await;
+}

@@ -657,7 +657,18 @@ async fn sighup_reloads_the_file_and_a_broken_file_keeps_the_old_config() {
         assert!(status.success());
     };
     let pid = gw.child.id().expect("running");
-    // The route moves to upstream B: after SIGHUP, requests go there.
+    // A long request is in flight on the old config...
+    a.set_delay(Duration::from_millis(800));
+    let slow = tokio::spawn(get("/api/slow"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.hits() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never reached A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...when the route moves to upstream B: after SIGHUP, requests go there.
     let reloaded = run_config("sighup", &body(&b.url()));
     hup(pid);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -665,6 +676,9 @@ async fn sighup_reloads_the_file_and_a_broken_file_keeps_the_old_config() {
         assert!(Instant::now() < deadline, "SIGHUP did not move the route");
         assert_eq!(get("/api/poll").await, StatusCode::OK);
     }
+    // The request that started on the old config finished there.
+    assert_eq!(slow.await.unwrap(), StatusCode::OK);
+    assert!(a.seen().iter().any(|s| s.target == "/api/slow"));
     // A broken file: refused, the process keeps running on the previous config.
     let broken = run_config(
         "sighup",
