@@ -157,7 +157,7 @@ wait_ready "web app" "$WEB_PID" "http://127.0.0.1:$WEB_PORT/api/health" "$LOG_DI
 wait_ready "task service" "$TASKS_PID" "http://127.0.0.1:$TASKS_PORT/healthz" "$LOG_DIR/tasks.log" 30
 
 say "starting Portcullis on $GATEWAY_URL"
-start portcullis "$LOG_DIR/portcullis.log" "$GATEWAY_BIN" --config "$CONFIG"
+start portcullis "$LOG_DIR/portcullis.log" env NO_COLOR=1 "$GATEWAY_BIN" --config "$CONFIG"
 GATEWAY_PID=$!
 wait_ready "Portcullis" "$GATEWAY_PID" "http://127.0.0.1:$ADMIN_PORT/readyz" "$LOG_DIR/portcullis.log" 30
 
