@@ -95,18 +95,22 @@ pub enum Error {
     MethodNotAllowed { allow: HeaderValue },
     #[error("no bearer token")]
     MissingToken,
+    // Not `#[from]`: that would also make the reason the error's source, and logs would
+    // print it twice.
     #[error("invalid token: {0}")]
-    InvalidToken(#[from] TokenError),
+    InvalidToken(TokenError),
     #[error("insufficient scope or role")]
     InsufficientScope,
     #[error("CORS preflight not allowed for this origin, method or headers")]
     CorsRejected,
     #[error("request body larger than this route allows")]
     PayloadTooLarge,
+    #[error("the request body broke off or was malformed")]
+    BadBody(#[source] hyper_util::client::legacy::Error),
 
     // A dependency's fault.
-    #[error("signing keys of provider `{provider}` are not loaded")]
-    KeysUnavailable { provider: String },
+    #[error("signing keys of provider `{provider}` are {}", if *.stale { "older than max_stale (every refresh failed)" } else { "not loaded" })]
+    KeysUnavailable { provider: String, stale: bool },
     #[error("upstream unavailable")]
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
     #[error("upstream did not answer in time")]
@@ -117,6 +121,12 @@ pub enum Error {
     // Ours.
     #[error("could not build the upstream request")]
     Internal(#[source] http::Error),
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Error {
+        Error::InvalidToken(e)
+    }
 }
 
 /// Who failed, which decides the log level.
@@ -133,7 +143,8 @@ impl Error {
             Error::BadPath(_)
             | Error::AmbiguousPath
             | Error::BadTarget
-            | Error::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            | Error::MultipleAuthorization
+            | Error::BadBody(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
@@ -158,7 +169,8 @@ impl Error {
             | Error::InvalidToken(_)
             | Error::InsufficientScope
             | Error::CorsRejected
-            | Error::PayloadTooLarge => Blame::Client,
+            | Error::PayloadTooLarge
+            | Error::BadBody(_) => Blame::Client,
             Error::KeysUnavailable { .. }
             | Error::UpstreamUnavailable(_)
             | Error::UpstreamTimeout
@@ -181,6 +193,7 @@ impl Error {
             Error::InsufficientScope => "insufficient_scope",
             Error::CorsRejected => "cors_rejected",
             Error::PayloadTooLarge => "payload_too_large",
+            Error::BadBody(_) => "invalid_request",
             Error::KeysUnavailable { .. } => "unavailable",
             Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => "bad_gateway",
             Error::UpstreamTimeout => "gateway_timeout",

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -310,6 +311,14 @@ async fn forward(
         }
         Err(frame) => frame,
     });
+    // A client body that breaks off mid-stream (a bad chunk, a reset) fails the upstream
+    // request; the flag tells that apart from the upstream failing.
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    let flag = client_body_failed.clone();
+    let body = body.map_err(move |e| {
+        flag.store(true, Ordering::Relaxed);
+        e
+    });
     // A chunked body has no length to check up front: it is cut off at the limit, and
     // the failed upstream request becomes a 413.
     let body: RequestBody = match route.max_body_bytes {
@@ -325,6 +334,7 @@ async fn forward(
     {
         Err(_) => return Err(Error::UpstreamTimeout),
         Ok(Err(e)) if body_limit_hit(&e) => return Err(Error::PayloadTooLarge),
+        Ok(Err(e)) if client_body_failed.load(Ordering::Relaxed) => return Err(Error::BadBody(e)),
         Ok(Err(e)) => return Err(Error::UpstreamUnavailable(e)),
         Ok(Ok(resp)) => resp,
     };

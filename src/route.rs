@@ -65,6 +65,20 @@ impl RouteTable {
         RouteTable { routes }
     }
 
+    /// A table that only matches paths, for fuzz targets and property tests outside the
+    /// crate: its HTTPS clients trust no certificate and it is never used to forward.
+    #[doc(hidden)]
+    pub fn for_matching(routes: &[RouteConfig]) -> RouteTable {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let tls = Arc::new(tls);
+        RouteTable::new(routes, |r| crate::upstream::client(&r.upstream, &tls))
+    }
+
     pub fn route(&self, path: &NormalizedPath) -> Match<'_> {
         let strict = self.find(path.as_str(), false);
         if path.has_params() {

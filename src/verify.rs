@@ -131,7 +131,7 @@ impl Authenticator {
                             let seed = old_stores
                                 .iter()
                                 .find(|s| s.config().url == j.url)
-                                .and_then(|s| s.keys());
+                                .and_then(|s| s.seed());
                             Arc::new(KeyStore::new(
                                 &p.name,
                                 j.clone(),
@@ -183,7 +183,8 @@ impl Authenticator {
             Error::InvalidToken(t) => t.reason(),
             Error::MissingToken => "missing",
             Error::InsufficientScope => "insufficient_scope",
-            Error::KeysUnavailable { .. } => "keys_unavailable",
+            Error::KeysUnavailable { stale: true, .. } => "keys_stale",
+            Error::KeysUnavailable { stale: false, .. } => "keys_unavailable",
             _ => "error",
         };
         let name = provider.map_or(&*NONE, |i| &self.providers[i].config.name);
@@ -324,6 +325,7 @@ async fn find_key(
 ) -> Result<Arc<Key>, Error> {
     let set = store.keys().ok_or_else(|| Error::KeysUnavailable {
         provider: provider.to_owned(),
+        stale: store.is_stale(),
     })?;
     let Some(kid) = kid else {
         return set

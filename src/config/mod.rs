@@ -86,6 +86,9 @@ pub struct JwksConfig {
     /// Least gap between two refetches triggered by an unknown `kid`.
     pub refresh_cooldown: Duration,
     pub fetch_timeout: Duration,
+    /// How long the last good key set may serve while every refresh fails; past it the
+    /// provider fails closed (503) until a fetch succeeds.
+    pub max_stale: Duration,
 }
 
 /// An HS256 secret read from the environment. Its bytes never appear in `Debug`.

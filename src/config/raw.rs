@@ -69,6 +69,7 @@ pub(crate) struct RawProvider {
     pub refresh_interval: Option<Spanned<String>>,
     pub refresh_cooldown: Option<Spanned<String>>,
     pub fetch_timeout: Option<Spanned<String>>,
+    pub max_stale: Option<Spanned<String>>,
     pub insecure_allow_http_jwks: Option<bool>,
 }
 

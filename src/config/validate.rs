@@ -37,6 +37,7 @@ const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(10);
 const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 const MIN_SECRET_BYTES: usize = 32;
 
@@ -359,6 +360,12 @@ fn jwks(
         DEFAULT_FETCH_TIMEOUT,
         false,
     );
+    let max_stale = ctx.duration(
+        raw.max_stale.as_ref(),
+        &key("max_stale"),
+        DEFAULT_MAX_STALE,
+        false,
+    );
     let parsed = match reqwest::Url::parse(url.get_ref()) {
         Ok(u) => u,
         Err(e) => {
@@ -396,6 +403,7 @@ fn jwks(
         refresh_interval,
         refresh_cooldown,
         fetch_timeout,
+        max_stale,
     })
 }
 

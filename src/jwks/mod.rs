@@ -38,7 +38,9 @@ pub struct KeyStore {
     fetch_lock: tokio::sync::Mutex<()>,
     in_flight: AtomicBool,
     last_kid_refetch: Mutex<Option<Instant>>,
-    last_success: Mutex<Option<Instant>>,
+    /// When the last fetch that produced a usable key set landed, in [`clock_ms`]; 0
+    /// before the first. An atomic, because every request reads it.
+    last_success_ms: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -60,19 +62,24 @@ impl KeyStore {
         algorithms: Vec<Alg>,
         client: reqwest::Client,
         metrics: Arc<Metrics>,
-        seed: Option<Arc<KeySet>>,
+        seed: Option<Seed>,
     ) -> KeyStore {
+        // A seed keeps its age: a reload must not make stale keys look fresh.
+        let (keys, last_success_ms) = match seed {
+            Some(s) => (Some(s.keys), s.fetched_ms),
+            None => (None, 0),
+        };
         KeyStore {
             provider: provider.clone(),
             config,
             algorithms,
             client,
-            current: ArcSwapOption::new(seed),
+            current: ArcSwapOption::new(keys),
             generation: AtomicU64::new(0),
             fetch_lock: tokio::sync::Mutex::new(()),
             in_flight: AtomicBool::new(false),
             last_kid_refetch: Mutex::new(None),
-            last_success: Mutex::new(None),
+            last_success_ms: AtomicU64::new(last_success_ms),
             metrics,
         }
     }
@@ -91,20 +98,38 @@ impl KeyStore {
 
     /// Time since the last fetch that produced a usable key set.
     pub fn last_success_age(&self) -> Option<Duration> {
-        self.last_success
-            .lock()
-            .expect("clock poisoned")
-            .map(|t| t.elapsed())
+        match self.last_success_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(clock_ms().saturating_sub(at))),
+        }
     }
 
-    /// The current key set, `None` until the first fetch succeeds. Lock-free.
+    /// The keys to verify with: `None` until the first fetch succeeds, and again once the
+    /// last good fetch is older than `max_stale` (fail closed). Lock-free.
     #[inline]
     pub fn keys(&self) -> Option<Arc<KeySet>> {
+        if self.is_stale() {
+            return None;
+        }
         self.current.load_full()
     }
 
+    /// Whether keys were loaded once but every refresh since `max_stale` failed.
+    pub fn is_stale(&self) -> bool {
+        self.last_success_age()
+            .is_some_and(|age| age > self.config.max_stale)
+    }
+
+    /// What a reload hands to the store that replaces this one.
+    pub fn seed(&self) -> Option<Seed> {
+        Some(Seed {
+            keys: self.current.load_full()?,
+            fetched_ms: self.last_success_ms.load(Ordering::Relaxed),
+        })
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.current.load().is_some()
+        self.keys().is_some()
     }
 
     fn cooling_down(&self) -> bool {
@@ -170,7 +195,7 @@ impl KeyStore {
                 let n = parsed.set.len();
                 self.current.store(Some(Arc::new(parsed.set)));
                 self.generation.fetch_add(1, Ordering::AcqRel);
-                *self.last_success.lock().expect("clock poisoned") = Some(Instant::now());
+                self.last_success_ms.store(clock_ms(), Ordering::Relaxed);
                 self.metrics.jwks_fetch(&self.provider, true);
                 tracing::info!(provider = %self.provider, keys = n, reason, "JWKS loaded");
                 Ok(fetched.max_age)
@@ -215,6 +240,19 @@ impl KeyStore {
             }
         }
     }
+}
+
+/// The keys a reload carries over, with when they were fetched.
+pub struct Seed {
+    keys: Arc<KeySet>,
+    fetched_ms: u64,
+}
+
+/// Milliseconds on a process-wide monotonic clock, never 0.
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    let epoch = *EPOCH;
+    epoch.elapsed().as_millis() as u64 + 1
 }
 
 /// `a: b: c` from an error and its sources, for one log line.

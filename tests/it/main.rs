@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cors;
 mod forwarding;
+mod hardening;
 mod jwks;
 mod operations;
 mod process;

@@ -50,6 +50,8 @@ pub enum JwksMode {
     Serve,
     Status(StatusCode),
     Body(String),
+    /// A 302 back to itself, forever.
+    RedirectLoop,
 }
 
 struct JwksState {
@@ -98,9 +100,11 @@ impl JwksServer {
                     JwksMode::Serve => (StatusCode::OK, state.doc.lock().unwrap().to_string()),
                     JwksMode::Status(s) => (s, "oops".to_owned()),
                     JwksMode::Body(b) => (StatusCode::OK, b),
+                    JwksMode::RedirectLoop => (StatusCode::FOUND, String::new()),
                 };
                 Response::builder()
                     .status(status)
+                    .header("location", "/jwks")
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(body)))
                     .unwrap()
@@ -153,6 +157,8 @@ pub struct Seen {
     pub body_len: usize,
     /// Trailer fields that arrived after a chunked body.
     pub trailers: Vec<(String, String)>,
+    /// Whether the body arrived whole (false: the sender broke off mid-body).
+    pub body_complete: bool,
 }
 
 impl Seen {
@@ -225,6 +231,7 @@ impl Upstream {
                             .collect()
                     })
                     .unwrap_or_default();
+                let body_complete = collected.is_some();
                 let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
                 let record = Seen {
                     method,
@@ -232,6 +239,7 @@ impl Upstream {
                     headers,
                     body_len: body.len(),
                     trailers,
+                    body_complete,
                 };
                 seen.lock().unwrap().push(record.clone());
                 let wait = *delay.lock().unwrap();
