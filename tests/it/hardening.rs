@@ -11,15 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::support::keys::{b64, mint_with_header};
 use crate::support::*;
 
-/// Polls `probe` until it returns true, failing after `secs`.
-async fn eventually(secs: u64, what: &str, mut probe: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// Sends raw bytes and returns everything the gateway answers before closing (bounded).
 async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -27,17 +18,6 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn metric(gw: &TestGateway, line_start: &str) -> f64 {
-    let text = send(gw.admin, Method::GET, "/metrics", &[], "")
-        .await
-        .text();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 // ---- the issuer failing -------------------------------------------------------------
@@ -60,11 +40,8 @@ async fn keys_older_than_max_stale_fail_closed_until_the_issuer_returns() {
     let ready = send(f.gw.admin, Method::GET, "/readyz", &[], "").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        metric(
-            &f.gw,
-            "portcullis_auth_total{provider=\"better-auth\",outcome=\"keys_stale\"}"
-        )
-        .await
+        f.gw.metric("portcullis_auth_total{provider=\"better-auth\",outcome=\"keys_stale\"}")
+            .await
             >= 2.0
     );
     let hits = f.upstream.hits();
@@ -133,11 +110,8 @@ async fn hostile_jwks_answers_keep_the_old_keys_with_bounded_work() {
         StatusCode::UNAUTHORIZED
     );
     assert!(
-        metric(
-            &f.gw,
-            "portcullis_jwks_fetches_total{provider=\"better-auth\",result=\"error\"}"
-        )
-        .await
+        f.gw.metric("portcullis_jwks_fetches_total{provider=\"better-auth\",result=\"error\"}")
+            .await
             >= 4.0
     );
 }
@@ -233,8 +207,8 @@ async fn abrupt_client_disconnects_leak_no_connection_or_request() {
         15,
         "every connection and request to be released",
         async || {
-            metric(&f.gw, "portcullis_connections_open ").await == 0.0
-                && metric(&f.gw, "portcullis_requests_in_flight ").await == 0.0
+            f.gw.metric("portcullis_connections_open ").await == 0.0
+                && f.gw.metric("portcullis_requests_in_flight ").await == 0.0
         },
     )
     .await;

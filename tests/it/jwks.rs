@@ -1,21 +1,12 @@
 //! The key set as an operator sees it: readiness, rotation, unknown-`kid` floods, issuer
 //! outages and odd JWKS documents.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::json;
 
 use crate::support::*;
-
-/// Polls `probe` until it returns true, failing after `secs`.
-async fn eventually(secs: u64, what: &str, mut probe: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test]
 async fn not_ready_and_503_until_the_issuer_answers_then_serves() {

@@ -75,6 +75,19 @@ impl TestGateway {
         }
     }
 
+    /// The value of the first `/metrics` sample line starting with `line_start` (0 when
+    /// absent).
+    pub async fn metric(&self, line_start: &str) -> f64 {
+        let text = send(self.admin, Method::GET, "/metrics", &[], "")
+            .await
+            .text();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         send(self.addr, Method::GET, path, headers, "").await
     }
@@ -182,6 +195,15 @@ impl Fixture {
     /// A valid EdDSA token for `sub`.
     pub fn token(&self, sub: &str) -> String {
         self.key.mint(Alg::EdDSA, &claims(sub))
+    }
+}
+
+/// Polls `probe` until it returns true, failing after `secs`.
+pub async fn eventually(secs: u64, what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !probe().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

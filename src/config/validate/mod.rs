@@ -1,0 +1,322 @@
+//! Raw config -> typed [`Config`]. Every semantic problem is collected with its key and
+//! line, then reported at once, so an operator fixes a file in one pass.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::HeaderName;
+use toml::Spanned;
+
+use super::raw::{RawConfig, RawIdentity, RawServer};
+use super::{Config, IdentityConfig, Problem, ServerConfig, TlsSettings};
+use crate::headers;
+
+mod providers;
+mod routes;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 100_000;
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// hyper cannot read a request head into a smaller buffer.
+const MIN_MAX_HEADER_BYTES: usize = 8192;
+
+pub(super) struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn line_of(&self, span: Option<Range<usize>>) -> Option<usize> {
+        let start = span?.start.min(self.text.len());
+        Some(self.text[..start].bytes().filter(|&b| b == b'\n').count() + 1)
+    }
+
+    pub(super) fn problem(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
+        let line = self.line_of(span);
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: msg.into(),
+        });
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+        allow_zero: bool,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.problem(Some(v.span()), key, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(_) => {
+                self.problem(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "`{}` is not a duration; write it like \"500ms\", \"30s\", \"5m\" or \"24h\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A trimmed, non-empty name not seen before among its kind.
+    pub(super) fn unique_name(
+        &mut self,
+        name: &Spanned<String>,
+        key: String,
+        kind: &str,
+        seen: &mut HashSet<String>,
+    ) -> String {
+        let trimmed = name.get_ref().trim().to_owned();
+        if trimmed.is_empty() {
+            self.problem(Some(name.span()), key, "must not be empty");
+        } else if !seen.insert(trimmed.clone()) {
+            self.problem(
+                Some(name.span()),
+                key,
+                format!("{kind} `{trimmed}` is defined twice"),
+            );
+        }
+        trimmed
+    }
+
+    pub(super) fn socket_addr(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        default: &str,
+    ) -> SocketAddr {
+        let Some(v) = v else {
+            return default.parse().expect("default address parses");
+        };
+        match v.get_ref().parse() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    Some(v.span()),
+                    key,
+                    format!("`{}` is not an IP:port address", v.get_ref()),
+                );
+                default.parse().expect("default address parses")
+            }
+        }
+    }
+}
+
+/// Parses and validates; on failure returns every problem found.
+pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut ctx = Ctx {
+        text,
+        problems: Vec::new(),
+    };
+    let raw: RawConfig = match toml::de::Deserializer::parse(text)
+        .map_err(|e| (String::new(), e))
+        .and_then(|de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                (path, e.into_inner())
+            })
+        }) {
+        Ok(raw) => raw,
+        Err((path, e)) => {
+            let key = if path == "." { String::new() } else { path };
+            ctx.problem(e.span(), key, e.message().trim().to_owned());
+            return Err(ctx.problems);
+        }
+    };
+
+    let server = server(&mut ctx, &raw.server, base_dir);
+    let providers = providers::providers(&mut ctx, &raw.providers);
+    let identity = identity(&mut ctx, &raw.identity);
+    let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
+    let routes = routes::routes(
+        &mut ctx,
+        base_dir,
+        &raw.routes,
+        &providers,
+        global_cors.as_ref(),
+    );
+
+    if ctx.problems.is_empty() {
+        Ok(Config {
+            server,
+            providers,
+            routes,
+            identity,
+            base_dir: base_dir.to_owned(),
+        })
+    } else {
+        Err(ctx.problems)
+    }
+}
+
+fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
+    let listen = ctx.socket_addr(raw.listen.as_ref(), "server.listen", DEFAULT_LISTEN);
+    let admin_listen = ctx.socket_addr(
+        raw.admin_listen.as_ref(),
+        "server.admin_listen",
+        DEFAULT_ADMIN_LISTEN,
+    );
+    if listen == admin_listen && listen.port() != 0 {
+        let span = raw.admin_listen.as_ref().map(Spanned::span);
+        ctx.problem(
+            span,
+            "server.admin_listen",
+            "must differ from server.listen",
+        );
+    }
+    ServerConfig {
+        listen,
+        admin_listen,
+        upstream_timeout: ctx.duration(
+            raw.upstream_timeout.as_ref(),
+            "server.upstream_timeout",
+            DEFAULT_UPSTREAM_TIMEOUT,
+            false,
+        ),
+        shutdown_timeout: ctx.duration(
+            raw.shutdown_timeout.as_ref(),
+            "server.shutdown_timeout",
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            true,
+        ),
+        header_read_timeout: ctx.duration(
+            raw.header_read_timeout.as_ref(),
+            "server.header_read_timeout",
+            DEFAULT_HEADER_READ_TIMEOUT,
+            false,
+        ),
+        token_cache_entries: raw
+            .token_cache_entries
+            .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
+        idle_timeout: ctx.duration(
+            raw.idle_timeout.as_ref(),
+            "server.idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
+            false,
+        ),
+        max_connections: match raw.max_connections {
+            Some(0) => {
+                ctx.problem(None, "server.max_connections", "must be at least 1");
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_CONNECTIONS,
+        },
+        max_header_bytes: match &raw.max_header_bytes {
+            Some(n) if *n.get_ref() < MIN_MAX_HEADER_BYTES => {
+                ctx.problem(
+                    Some(n.span()),
+                    "server.max_header_bytes",
+                    format!("must be at least {MIN_MAX_HEADER_BYTES}"),
+                );
+                DEFAULT_MAX_HEADER_BYTES
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_MAX_HEADER_BYTES,
+        },
+        tls: raw.tls.as_ref().and_then(|t| {
+            let cert = resolve(base_dir, t.cert.get_ref());
+            let key = resolve(base_dir, t.key.get_ref());
+            match crate::tls::server_config(&cert, &key) {
+                Ok(config) => Some(TlsSettings { cert, key, config }),
+                Err(e) => {
+                    ctx.problem(Some(t.cert.span()), "server.tls", e.to_string());
+                    None
+                }
+            }
+        }),
+    }
+}
+
+fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {
+    let user_id_header = match &raw.user_id_header {
+        None => HeaderName::from_static("x-user-id"),
+        Some(v) => identity_header(ctx, v.get_ref(), Some(v.span()), "identity.user_id_header")
+            .unwrap_or_else(|| HeaderName::from_static("x-user-id")),
+    };
+    let mut seen: HashSet<String> = HashSet::from([headers::spelling_key(user_id_header.as_str())]);
+    let mut claim_headers = Vec::new();
+    if let Some(map) = &raw.claim_headers {
+        let span = map.span();
+        let map: &BTreeMap<String, String> = map.get_ref();
+        for (claim, header) in map {
+            let key = format!("identity.claim_headers.{claim}");
+            if claim.is_empty() {
+                ctx.problem(Some(span.clone()), key, "claim name must not be empty");
+                continue;
+            }
+            let Some(name) = identity_header(ctx, header, Some(span.clone()), &key) else {
+                continue;
+            };
+            if !seen.insert(headers::spelling_key(name.as_str())) {
+                ctx.problem(
+                    Some(span.clone()),
+                    key,
+                    format!("header `{header}` is already used by another identity header"),
+                );
+                continue;
+            }
+            claim_headers.push((claim.clone(), name));
+        }
+    }
+    IdentityConfig {
+        user_id_header,
+        claim_headers,
+    }
+}
+
+fn identity_header(
+    ctx: &mut Ctx<'_>,
+    value: &str,
+    span: Option<Range<usize>>,
+    key: &str,
+) -> Option<HeaderName> {
+    let Ok(name) = HeaderName::from_str(value) else {
+        ctx.problem(span, key, format!("`{value}` is not a valid header name"));
+        return None;
+    };
+    if headers::is_reserved(&name) {
+        ctx.problem(
+            span,
+            key,
+            format!("`{value}` is a header the gateway manages itself and cannot carry identity"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// A path from the config file, relative to the file's folder unless absolute.
+pub(super) fn resolve(base_dir: &Path, p: &str) -> std::path::PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base_dir.join(p)
+    }
+}

@@ -1,0 +1,399 @@
+//! `[[routes]]`: prefixes, upstreams (and how to reach them) and CORS policies.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use toml::Spanned;
+
+use super::{Ctx, resolve};
+use crate::config::raw::{AuthMode, RawCors, RawRoute};
+use crate::config::{ProviderConfig, RouteConfig, Upstream, UpstreamProtocol, UpstreamTls};
+use crate::cors::{AllowedOrigins, CorsPolicy};
+use crate::path;
+
+pub(super) fn routes(
+    ctx: &mut Ctx<'_>,
+    base_dir: &Path,
+    raws: &[RawRoute],
+    providers: &[ProviderConfig],
+    global_cors: Option<&Arc<CorsPolicy>>,
+) -> Vec<RouteConfig> {
+    let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let name = ctx.unique_name(&raw.name, key("name"), "route", &mut names);
+
+        let prefix = raw.prefix.get_ref();
+        let canonical = match path::normalize(prefix) {
+            Ok(p)
+                if !p.has_params()
+                    && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
+            {
+                let trimmed = p.as_str().trim_end_matches('/');
+                Some(if trimmed.is_empty() {
+                    "/".to_owned()
+                } else {
+                    trimmed.to_owned()
+                })
+            }
+            _ => None,
+        };
+        let canonical = canonical.unwrap_or_else(|| {
+            ctx.problem(
+                Some(raw.prefix.span()),
+                key("prefix"),
+                format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
+            );
+            prefix.clone()
+        });
+        if !prefixes.insert(canonical.clone()) {
+            ctx.problem(
+                Some(raw.prefix.span()),
+                key("prefix"),
+                format!("two routes have the prefix `{canonical}`"),
+            );
+        }
+
+        let upstream = upstream(ctx, raw, &key("upstream"), base_dir);
+        let auth = raw.auth.unwrap_or(AuthMode::Required);
+
+        let methods = raw.methods.as_ref().map(|list| {
+            let mut out = Vec::new();
+            for m in list.get_ref() {
+                match Method::from_bytes(m.as_bytes()) {
+                    Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+                    _ => ctx.problem(
+                        Some(list.span()),
+                        key("methods"),
+                        format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
+                    ),
+                }
+            }
+            out
+        });
+
+        let scopes = raw.scopes.clone().unwrap_or_default();
+        let roles = raw.roles.clone().unwrap_or_default();
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("scopes"),
+                "a scope is one non-empty word",
+            );
+        }
+        if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
+            ctx.problem(
+                Some(raw.name.span()),
+                key("roles"),
+                "a role is non-empty and has no comma",
+            );
+        }
+        let route_providers = raw.providers.as_ref().map(|list| {
+            for p in list.get_ref() {
+                if !provider_names.contains(p.as_str()) {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("providers"),
+                        format!("no provider is named `{p}`"),
+                    );
+                }
+            }
+            list.get_ref().clone()
+        });
+
+        match auth {
+            AuthMode::Public => {
+                if !scopes.is_empty() || !roles.is_empty() || route_providers.is_some() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "a public route cannot require scopes, roles or providers",
+                    );
+                }
+            }
+            AuthMode::Optional => {
+                if !scopes.is_empty() || !roles.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
+                    );
+                }
+                if providers.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "needs at least one [[providers]]",
+                    );
+                }
+            }
+            AuthMode::Required => {
+                if providers.is_empty() {
+                    ctx.problem(
+                        Some(raw.name.span()),
+                        key("auth"),
+                        "needs at least one [[providers]]",
+                    );
+                }
+            }
+        }
+
+        if let Some(upstream) = upstream {
+            out.push(RouteConfig {
+                name: Arc::new(name),
+                prefix: canonical,
+                upstream,
+                auth,
+                methods,
+                scopes,
+                roles,
+                providers: route_providers,
+                forward_authorization: raw.forward_authorization.unwrap_or(true),
+                max_body_bytes: raw.max_body_bytes,
+                cors: match &raw.cors {
+                    Some(c) => Some(cors(ctx, c, &key("cors"))),
+                    None => global_cors.cloned(),
+                },
+            });
+        }
+    }
+    out
+}
+
+fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {
+    let v = &raw.upstream;
+    let text = v.get_ref();
+    let uri = match http::Uri::from_str(text) {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.problem(Some(v.span()), key, format!("`{text}` is not a URL: {e}"));
+            return None;
+        }
+    };
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            ctx.problem(
+                Some(v.span()),
+                key,
+                "the upstream must be an http:// or https:// URL",
+            );
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        ctx.problem(Some(v.span()), key, "the upstream URL needs a host");
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        ctx.problem(
+            Some(v.span()),
+            key,
+            "credentials in the upstream URL are not allowed",
+        );
+        return None;
+    }
+    if uri.query().is_some() {
+        ctx.problem(Some(v.span()), key, "the upstream URL cannot have a query");
+        return None;
+    }
+    let base = uri.path().trim_end_matches('/');
+    let base_path = if base.is_empty() {
+        String::new()
+    } else {
+        match path::normalize(base) {
+            Ok(p) if p.as_str() == base => base.to_owned(),
+            _ => {
+                ctx.problem(
+                    Some(v.span()),
+                    key,
+                    "the upstream URL's path must be normalized",
+                );
+                return None;
+            }
+        }
+    };
+    let tls = match &raw.upstream_tls {
+        None => None,
+        Some(_) if !https => {
+            ctx.problem(
+                Some(v.span()),
+                key,
+                "upstream_tls needs an https:// upstream",
+            );
+            return None;
+        }
+        Some(t) => {
+            let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
+            let identity = match (&t.client_cert, &t.client_key) {
+                (Some(c), Some(k)) => Some((
+                    resolve(base_dir, c.get_ref()),
+                    resolve(base_dir, k.get_ref()),
+                )),
+                (None, None) => None,
+                _ => {
+                    ctx.problem(
+                        Some(v.span()),
+                        key,
+                        "upstream_tls needs both client_cert and client_key, or neither",
+                    );
+                    return None;
+                }
+            };
+            let config = crate::tls::client_config(
+                ca.as_deref(),
+                identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            );
+            match config {
+                Ok(config) => Some(UpstreamTls {
+                    ca,
+                    client_cert: identity.map(|(c, _)| c),
+                    config,
+                }),
+                Err(e) => {
+                    ctx.problem(Some(v.span()), format!("{key}_tls"), e.to_string());
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Upstream {
+        https,
+        authority,
+        base_path,
+        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
+        tls,
+    })
+}
+
+const DEFAULT_CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+const DEFAULT_CORS_HEADERS: [&str; 2] = ["authorization", "content-type"];
+const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPolicy> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let list = raw.allowed_origins.get_ref();
+    let span = Some(raw.allowed_origins.span());
+    let credentials = raw.allow_credentials.unwrap_or(false);
+    let origins = if list.iter().any(|o| o == "*") {
+        if list.len() > 1 {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "\"*\" cannot be mixed with listed origins",
+            );
+        }
+        if credentials {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "\"*\" cannot be used with allow_credentials = true; list the origins",
+            );
+        }
+        AllowedOrigins::Any
+    } else {
+        if list.is_empty() {
+            ctx.problem(
+                span.clone(),
+                key("allowed_origins"),
+                "list at least one origin",
+            );
+        }
+        let mut out = Vec::new();
+        for o in list {
+            match origin(o) {
+                Some(canonical) => out.push(canonical),
+                None => ctx.problem(
+                    span.clone(),
+                    key("allowed_origins"),
+                    format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+                ),
+            }
+        }
+        AllowedOrigins::List(out)
+    };
+    let methods = match &raw.allowed_methods {
+        None => DEFAULT_CORS_METHODS
+            .iter()
+            .map(|m| Method::from_bytes(m.as_bytes()).expect("static method"))
+            .collect(),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .filter_map(|m| match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
+                _ => {
+                    ctx.problem(
+                        Some(list.span()),
+                        key("allowed_methods"),
+                        format!("`{m}` is not an HTTP method in capitals"),
+                    );
+                    None
+                }
+            })
+            .collect(),
+    };
+    let mut names =
+        |v: &Option<Spanned<Vec<String>>>, k: &str, default: &[&str]| -> Vec<HeaderName> {
+            let (items, span): (Vec<String>, _) = match v {
+                None => (default.iter().map(|s| (*s).to_owned()).collect(), None),
+                Some(list) => (list.get_ref().clone(), Some(list.span())),
+            };
+            items
+                .iter()
+                .filter_map(|h| match HeaderName::from_str(h) {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        ctx.problem(span.clone(), key(k), format!("`{h}` is not a header name"));
+                        None
+                    }
+                })
+                .collect()
+        };
+    let headers = names(
+        &raw.allowed_headers,
+        "allowed_headers",
+        &DEFAULT_CORS_HEADERS,
+    );
+    let expose = names(&raw.expose_headers, "expose_headers", &[]);
+    let max_age = ctx.duration(
+        raw.max_age.as_ref(),
+        &key("max_age"),
+        DEFAULT_CORS_MAX_AGE,
+        true,
+    );
+    Arc::new(CorsPolicy::new(
+        origins,
+        methods,
+        headers,
+        expose,
+        credentials,
+        max_age,
+    ))
+}
+
+/// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
+fn origin(s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok()?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.query().is_some()
+        || url.path() != "/"
+        || s.ends_with('/')
+    {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
