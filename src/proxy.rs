@@ -55,6 +55,13 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let snap = shared.current();
     let method = req.method().clone();
     let origin = req.headers().get(header::ORIGIN).cloned();
+    // An HTTP/1 request whose body the gateway may answer without reading.
+    let h1_body = req.version() <= Version::HTTP_11
+        && (req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"));
     let mut trace = Trace::default();
     let mut resp = match handle_inner(&snap, conn, req, &mut trace).await {
         Ok(resp) => resp,
@@ -82,7 +89,14 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
                 Blame::Dependency => tracing::warn!(peer = %conn.peer, "failed: {chain}"),
                 Blame::Gateway => tracing::error!(peer = %conn.peer, "internal error: {chain}"),
             }
-            e.into_response()
+            let mut resp = e.into_response();
+            if h1_body {
+                // The unread body still sits on the connection, so it cannot carry another
+                // request: say so instead of letting the client find a closed socket.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     };
     if let (Some(origin), Some(cors), false) = (

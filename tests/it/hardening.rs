@@ -494,3 +494,25 @@ async fn http2_rapid_reset_and_continuation_floods_are_bounded() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn an_early_refusal_of_a_request_with_an_unread_body_says_connection_close() {
+    let f = Fixture::start().await;
+    let mut s = TcpStream::connect(f.gw.addr).await.unwrap();
+    // The head only: the body has not been sent when the gateway answers 401.
+    s.write_all(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // Without a body the connection stays usable: no close is announced.
+    let resp = f.gw.get_as("/api/tasks", "nope").await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.header("connection"), None);
+}
