@@ -91,12 +91,13 @@ impl IdentityHeaders {
 /// Removes hop-by-hop headers and every header any `Connection` header names. `TE:
 /// trailers` is kept: it is the one TE value a proxy may pass on (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Byte-wise: one non-UTF-8 byte (obs-text) elsewhere in a value must not shield the
+    // names listed beside it.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
         .collect();
     for name in HOP_BY_HOP.iter().chain(named.iter()) {
         headers.remove(name);
@@ -152,6 +153,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-c"]);
+    }
+
+    /// Found by the `headers` fuzz target: a `Connection` value with a byte outside
+    /// visible ASCII was skipped whole, so the names listed in it reached the upstream.
+    #[test]
+    fn connection_named_headers_are_removed_beside_a_non_utf8_value() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-secret, \xff").unwrap(),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"\tx-other\t,caf\xc3\xa9").unwrap(),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
     }
 
     #[test]
