@@ -306,3 +306,71 @@ impl KeySet {
         self.keys.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    /// Every one-bit change of `signature`, then of `message`, is refused.
+    fn no_bit_flip_verifies(key: &Key, alg: Alg, message: &[u8], signature: &[u8]) {
+        for i in 0..signature.len() * 8 {
+            let mut s = signature.to_vec();
+            s[i / 8] ^= 1 << (i % 8);
+            assert!(!key.verify(alg, message, &s), "signature bit {i}");
+        }
+        for i in 0..message.len() * 8 {
+            let mut m = message.to_vec();
+            m[i / 8] ^= 1 << (i % 8);
+            assert!(!key.verify(alg, &m, signature), "message bit {i}");
+        }
+    }
+
+    /// RFC 8037 Appendix A.4 (the key of A.2): Ed25519 over `{"alg":"EdDSA"}` and
+    /// "Example of Ed25519 signing".
+    #[test]
+    fn rfc8037_a4_ed25519_example_verifies_and_one_bit_off_does_not() {
+        let jwks = br#"{"keys": [{"kty": "OKP", "crv": "Ed25519",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let set = KeySet::parse(jwks, &Alg::ASYMMETRIC, None).unwrap().set;
+        let key = set
+            .sole_for(Alg::EdDSA)
+            .expect("the published key is usable");
+        let input = b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+        let signature = URL_SAFE_NO_PAD
+            .decode(
+                "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+            )
+            .unwrap();
+        assert!(key.verify(Alg::EdDSA, input, &signature));
+        for alg in [Alg::ES256, Alg::ES512, Alg::RS256, Alg::PS256, Alg::HS256] {
+            assert!(!key.verify(alg, input, &signature), "{alg}");
+        }
+        no_bit_flip_verifies(key, Alg::EdDSA, input, &signature);
+    }
+
+    /// RFC 7515 Appendix A.2: RS256 over `{"alg":"RS256"}` and the `joe` claims, with
+    /// the published 2048-bit RSA key.
+    #[test]
+    fn rfc7515_a2_rs256_example_verifies_and_one_bit_off_does_not() {
+        let jwks = br#"{"keys": [{"kty": "RSA", "e": "AQAB",
+            "n": "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}]}"#;
+        let set = KeySet::parse(jwks, &Alg::ASYMMETRIC, None).unwrap().set;
+        let key = set
+            .sole_for(Alg::RS256)
+            .expect("the published key is usable");
+        let token = "eyJhbGciOiJSUzI1NiJ9\
+            .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
+            .cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+        // The token front end reads it (CRLFs inside the JSON included) ...
+        let t = crate::token::parse(token).unwrap();
+        assert_eq!(t.alg, Alg::RS256);
+        assert_eq!(t.claims.iss.as_deref(), Some("joe"));
+        assert_eq!(t.signature.len(), 256);
+        // ... and the published key verifies exactly what it signed, under RS256 only.
+        assert!(key.verify(Alg::RS256, t.signing_input, &t.signature));
+        assert!(!key.verify(Alg::PS256, t.signing_input, &t.signature));
+        no_bit_flip_verifies(key, Alg::RS256, t.signing_input, &t.signature);
+    }
+}
