@@ -10,5 +10,6 @@ mod hardening;
 mod jwks;
 mod operations;
 mod process;
+mod properties;
 mod protocols;
 mod trailers;
