@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// Paths longer than this are refused before any work is done on them.
+/// Paths longer than this, as received or once normalized, are refused.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
 
 /// A canonical path: starts with `/`, no empty, `.` or `..` segments, every byte outside
@@ -98,6 +98,11 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
     }
     if text.is_empty() || trailing_slash {
         text.push('/');
+    }
+    // Encoding can triple a byte (`>` is `%3E`): the canonical form must fit the limit
+    // too, or the path sent upstream would be one the gateway itself refuses.
+    if text.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
     }
     Ok(NormalizedPath { text, has_params })
 }
@@ -255,6 +260,19 @@ mod tests {
     fn params_are_flagged() {
         assert!(normalize("/api;x/tasks").unwrap().has_params());
         assert!(!normalize("/api/..;x/tasks").unwrap().has_params());
+    }
+
+    /// Found by the `path_route` fuzz target: a path within the limit whose encoded form
+    /// was not, so normalizing the normalized path failed.
+    #[test]
+    fn a_path_whose_canonical_form_is_too_long_is_refused() {
+        let raw = format!("/{}", ">".repeat(MAX_PATH_LEN / 2));
+        assert!(raw.len() <= MAX_PATH_LEN);
+        assert_eq!(normalize(&raw), Err(PathError::TooLong));
+        let fits = format!("/{}", ">".repeat((MAX_PATH_LEN - 1) / 3));
+        let once = normalize(&fits).unwrap();
+        assert_eq!(once.as_str().len(), 1 + 3 * ((MAX_PATH_LEN - 1) / 3));
+        assert_eq!(normalize(once.as_str()).unwrap(), once);
     }
 
     /// Found by the `path_route` fuzz target: the flag outlived the segment that set it,
