@@ -66,29 +66,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
     let mut resp = match handle_inner(&snap, conn, req, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
-            let kind = match &e {
-                Error::UpstreamTimeout => Some("timeout"),
-                Error::UpstreamUnavailable(u) if u.is_connect() => Some("connect"),
-                Error::UpstreamUnavailable(_) => Some("reset"),
-                Error::UpstreamProtocol => Some("protocol"),
-                _ => None,
-            };
-            if let Some(kind) = kind {
-                let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
-                shared.metrics.upstream_error(route, kind);
-            }
-            let chain = crate::jwks::error_chain(&e);
-            match e.blame() {
-                Blame::Client => {
-                    let reason = match &e {
-                        Error::InvalidToken(t) => t.reason(),
-                        _ => "-",
-                    };
-                    tracing::debug!(peer = %conn.peer, reason, "refused: {chain}")
-                }
-                Blame::Dependency => tracing::warn!(peer = %conn.peer, "failed: {chain}"),
-                Blame::Gateway => tracing::error!(peer = %conn.peer, "internal error: {chain}"),
-            }
+            record_error(&shared, &trace, conn, &e);
             let mut resp = e.into_response();
             if h1_body {
                 // The unread body still sits on the connection, so it cannot carry another
@@ -122,6 +100,33 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> 
         "request"
     );
     resp
+}
+
+/// Logs an error at the level its blame deserves and counts upstream failures.
+fn record_error(shared: &Shared, trace: &Trace, conn: Conn, e: &Error) {
+    let kind = match e {
+        Error::UpstreamTimeout => Some("timeout"),
+        Error::UpstreamUnavailable(u) if u.is_connect() => Some("connect"),
+        Error::UpstreamUnavailable(_) => Some("reset"),
+        Error::UpstreamProtocol => Some("protocol"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
+        shared.metrics.upstream_error(route, kind);
+    }
+    let chain = crate::jwks::error_chain(e);
+    match e.blame() {
+        Blame::Client => {
+            let reason = match e {
+                Error::InvalidToken(t) => t.reason(),
+                _ => "-",
+            };
+            tracing::debug!(peer = %conn.peer, reason, "refused: {chain}")
+        }
+        Blame::Dependency => tracing::warn!(peer = %conn.peer, "failed: {chain}"),
+        Blame::Gateway => tracing::error!(peer = %conn.peer, "internal error: {chain}"),
+    }
 }
 
 async fn handle_inner(
