@@ -17,6 +17,7 @@ import platform
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -484,6 +485,7 @@ def machine(args: argparse.Namespace, bench: Bench, contenders: set[str]) -> dic
     osr = re.search(r'PRETTY_NAME="(.*)"', Path("/etc/os-release").read_text())
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": os.environ.get("BENCH_COMMAND", "bench/harness.py " + " ".join(sys.argv[1:])),
         "cpu": model.group(1).strip() if model else platform.processor(),
         "cpus": os.cpu_count(),
         "virtual": " hypervisor" in cpuinfo,
@@ -554,6 +556,8 @@ def main() -> int:
     if not plan:
         raise SystemExit("nothing to run")
 
+    # SIGTERM unwinds like Ctrl-C, so every service started so far is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     fds = measure.raise_fd_limit()
     if fds < 15_000:
         log(f"warning: only {fds} file descriptors; the 10k-connection scenarios may fail")

@@ -10,10 +10,12 @@
 # PORTCULLIS_BIN=path measures that binary instead of building. Every other option goes
 # to bench/harness.py (--only SCENARIOS, --contenders NAMES, --duration S, --help).
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 root=$PWD
 export PATH="$PATH:/usr/sbin:/sbin"
 
+BENCH_COMMAND="bench/run.sh${*:+ $*}"
 smoke=0
 rev=
 args=()
@@ -70,7 +72,7 @@ fi
 
 # The gateway.
 if [ -n "${PORTCULLIS_BIN:-}" ]; then
-    bin=$PORTCULLIS_BIN
+    bin=$(cd "$caller_dir" && realpath "$PORTCULLIS_BIN")
     desc="$PORTCULLIS_BIN"
 elif [ -n "$rev" ]; then
     sha=$(git rev-parse --verify "$rev^{commit}")
@@ -99,5 +101,6 @@ else
     [ -z "$(git status --porcelain -- src Cargo.toml Cargo.lock)" ] || desc="$desc+changes"
 fi
 
+export BENCH_COMMAND
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec "$venv/bin/python" bench/harness.py --portcullis "$bin" --portcullis-rev "$desc" ${args[@]+"${args[@]}"}
