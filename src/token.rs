@@ -238,6 +238,28 @@ mod tests {
         assert!(matches!(parse(&t), Err(TokenError::CriticalHeader)));
     }
 
+    /// RFC 8725 §3.7: header and claims must be UTF-8 JSON.
+    #[test]
+    fn json_that_is_not_utf8_is_malformed() {
+        let claims = URL_SAFE_NO_PAD.encode(b"{\"sub\":\"\xff\",\"exp\":1}");
+        let t = format!("{}.{claims}.{}", b64(r#"{"alg":"EdDSA"}"#), b64("sig"));
+        assert!(matches!(parse(&t), Err(TokenError::Malformed)));
+        let header = URL_SAFE_NO_PAD.encode(b"{\"alg\":\"EdDSA\",\"kid\":\"\xc3\"}");
+        let t = format!("{header}.{}.{}", b64(r#"{"sub":"u"}"#), b64("sig"));
+        assert!(matches!(parse(&t), Err(TokenError::Malformed)));
+    }
+
+    /// RFC 7519 §4: a claim named twice reads as its lexically last value, never as
+    /// both.
+    #[test]
+    fn a_claim_named_twice_reads_as_its_last_value() {
+        let t = tok(
+            r#"{"alg":"EdDSA"}"#,
+            r#"{"sub":"alice","exp":1,"sub":"admin"}"#,
+        );
+        assert_eq!(parse(&t).unwrap().claims.sub.as_deref(), Some("admin"));
+    }
+
     #[test]
     fn five_part_tokens_are_refused() {
         assert!(matches!(parse("a.b.c.d.e"), Err(TokenError::Malformed)));

@@ -327,6 +327,38 @@ mod tests {
         }
     }
 
+    /// RFC 8725 §3.4: a public key is checked as it loads; a P-256 point moved off the
+    /// curve (the RFC 7515 A.3 key with one bit of `y` flipped) is never used.
+    #[test]
+    fn an_ec_point_off_the_curve_is_rejected() {
+        let jwk = |y: &str| {
+            serde_json::json!({"kty": "EC", "crv": "P-256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": y})
+        };
+        let y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+        assert!(Key::from_jwk(&jwk(y), &Alg::ASYMMETRIC).is_ok());
+        let mut bytes = URL_SAFE_NO_PAD.decode(y).unwrap();
+        bytes[31] ^= 1;
+        let off_curve = jwk(&URL_SAFE_NO_PAD.encode(bytes));
+        assert!(matches!(
+            Key::from_jwk(&off_curve, &Alg::ASYMMETRIC),
+            Err(SkipReason::Rejected)
+        ));
+    }
+
+    /// RFC 8725 §3.5: RSA moduli under 2048 bits are skipped, leading zero bytes and all.
+    #[test]
+    fn rsa_keys_under_2048_bits_are_skipped() {
+        for n in [vec![0xC3; 128], [vec![0; 200], vec![0xC3; 255]].concat()] {
+            let jwk =
+                serde_json::json!({"kty": "RSA", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(n)});
+            assert!(matches!(
+                Key::from_jwk(&jwk, &Alg::ASYMMETRIC),
+                Err(SkipReason::WeakRsa)
+            ));
+        }
+    }
+
     /// RFC 8037 Appendix A.4 (the key of A.2): Ed25519 over `{"alg":"EdDSA"}` and
     /// "Example of Ed25519 signing".
     #[test]
