@@ -327,6 +327,36 @@ mod tests {
         }
     }
 
+    /// A `kid` finds only the key published under it, never a key without one; a token
+    /// without `kid` finds a key only when exactly one can check its algorithm.
+    #[test]
+    fn kid_lookups_never_fall_back_to_another_key() {
+        let (a, b) = (
+            "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            "0aQ5O_K_grNWeddIVtXE0UFT0G9n-J_dpkfnZhKZQPo",
+        );
+        let parse = |body: String| {
+            KeySet::parse(body.as_bytes(), &Alg::ASYMMETRIC, None)
+                .unwrap()
+                .set
+        };
+        let one = parse(format!(
+            r#"{{"keys": [{{"kty": "OKP", "crv": "Ed25519", "x": "{a}"}}]}}"#
+        ));
+        assert!(one.get("").is_none());
+        assert!(one.get("k1").is_none());
+        assert!(one.sole_for(Alg::EdDSA).is_some());
+        assert!(one.sole_for(Alg::ES256).is_none());
+        let two = parse(format!(
+            r#"{{"keys": [{{"kty": "OKP", "crv": "Ed25519", "x": "{a}", "kid": "k1"}},
+                          {{"kty": "OKP", "crv": "Ed25519", "x": "{b}"}}]}}"#
+        ));
+        assert!(two.get("k1").is_some());
+        assert!(two.get("k2").is_none());
+        assert!(two.get("").is_none());
+        assert!(two.sole_for(Alg::EdDSA).is_none());
+    }
+
     /// RFC 8725 §3.4: a public key is checked as it loads; a P-256 point moved off the
     /// curve (the RFC 7515 A.3 key with one bit of `y` flipped) is never used.
     #[test]
