@@ -72,11 +72,18 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
     out: list[tuple[str, str, bool | None]] = []
     v = res.value
 
+    def noisy(*runs: tuple[str, str]) -> str:
+        names = [f"{s}/{c}" for s, c in runs if v(s, c, "noisy")]
+        return f" [noisy: {', '.join(names)}]" if names else ""
+
     pc, ng = v("eddsa-repeat", "portcullis", "cpu_us_per_req"), v("public", "nginx", "cpu_us_per_req")
     out.append(
         (
             "Repeated EdDSA token: Portcullis CPU/request ≤ 1.3 × nginx plain proxy",
-            f"{fmt(pc, 1)} µs vs nginx {fmt(ng, 1)} µs = {ratio(pc, ng)}" if pc and ng else "not measured",
+            f"{fmt(pc, 1)} µs vs nginx {fmt(ng, 1)} µs = {ratio(pc, ng)}"
+            + noisy(("eddsa-repeat", "portcullis"), ("public", "nginx"))
+            if pc and ng
+            else "not measured",
             None if not (pc and ng) else pc <= 1.3 * ng,
         )
     )
@@ -92,7 +99,8 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         if pcpu and ecpu:
             fig += f"; per busy core {fmt(1e6 / pcpu, 0)} vs {fmt(1e6 / ecpu, 0)} = {ratio(ecpu, pcpu)}"
         if util is not None and util < 0.9:
-            fig += f" (Portcullis core {util:.0%} busy: the load core limited it)"
+            fig += f" (Portcullis's core only {util:.0%} busy, so its req/s understates it)"
+        fig += noisy((scenario, "portcullis"), (scenario, "envoy"))
         out.append((label, fig, p >= factor * e))
 
     throughput("eddsa-repeat", 5, "Repeated EdDSA token: throughput ≥ 5 × Envoy jwt_authn (one pinned core)")
@@ -104,7 +112,10 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         out.append(
             (
                 f"p99 at 50 connections within 1 ms of nginx ({scenario})",
-                f"{fmt(p, 2)} ms vs nginx {fmt(n, 2)} ms (+{p - n:.2f} ms)" if p is not None and n is not None else "not measured",
+                f"{fmt(p, 2)} ms vs nginx {fmt(n, 2)} ms ({p - n:+.2f} ms)"
+                + noisy((scenario, "portcullis"), ("public", "nginx"))
+                if p is not None and n is not None
+                else "not measured",
                 None if p is None or n is None else p - n <= 1.0,
             )
         )
@@ -123,7 +134,10 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         out.append(
             (
                 f"100 MiB streamed {scenario}: RSS growth ≤ 8 MiB",
-                f"{fmt(g)} MiB (peak {fmt(v(scenario, 'portcullis', 'peak_rss_mib'))} MiB), {fmt(v(scenario, 'portcullis', 'mb_per_s'))} MB/s" if g is not None else "not measured",
+                f"{fmt(g)} MiB (peak {fmt(v(scenario, 'portcullis', 'peak_rss_mib'))} MiB), "
+                f"{fmt(v(scenario, 'portcullis', 'mb_per_s'))} MB/s"
+                if g is not None
+                else "not measured",
                 None if g is None else g <= 8,
             )
         )
@@ -133,7 +147,10 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         out.append(
             (
                 f"Both cores (no pinning) ≥ 1.7 × one pinned core ({scenario})",
-                f"{fmt(two, 0)} vs {fmt(one, 0)} req/s = {ratio(two, one)}; Portcullis used {util:.2f} cores" if two and one and util is not None else "not measured",
+                f"{fmt(two, 0)} vs {fmt(one, 0)} req/s = {ratio(two, one)}; Portcullis used {util:.2f} cores"
+                + noisy((scenario, "portcullis/2cores"), (scenario, "portcullis"))
+                if two and one and util is not None
+                else "not measured",
                 None if not (two and one) else two >= 1.7 * one,
             )
         )
@@ -243,14 +260,16 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
             "",
             "One `curl` request through the contender (download: the upstream serves a 100 MiB file; upload: a PUT the upstream reads to the end before it answers). RSS growth is the peak RSS during the transfer minus the RSS just before it.",
             "",
-            "| contender | download MB/s | download RSS growth MiB | upload MB/s | upload RSS growth MiB | CPU s (down / up) |",
-            "|---|--:|--:|--:|--:|--:|",
+            "| contender | download MB/s | download RSS growth MiB | upload MB/s | upload RSS growth MiB | CPU s (down / up) | notes |",
+            "|---|--:|--:|--:|--:|--:|---|",
         ]
         for c in dict.fromkeys(r["contender"] for r in streams):
             d, u = res.by.get(("download", c), {}), res.by.get(("upload", c), {})
+            notes = [f"{k} noisy ({r['noise_cores']:.2f} cores elsewhere)" for k, r in (("download", d), ("upload", u)) if r.get("noisy")]
+            notes += [f"{k} failed" for k, r in (("download", d), ("upload", u)) if r and not r.get("ok")]
             out.append(
                 f"| {c} | {fmt(d.get('mb_per_s'))} | {fmt(d.get('rss_growth_mib'))} | {fmt(u.get('mb_per_s'))} "
-                f"| {fmt(u.get('rss_growth_mib'))} | {fmt(d.get('cpu_s'), 2)} / {fmt(u.get('cpu_s'), 2)} |"
+                f"| {fmt(u.get('rss_growth_mib'))} | {fmt(d.get('cpu_s'), 2)} / {fmt(u.get('cpu_s'), 2)} | {'; '.join(notes)} |"
             )
         out.append("")
 
