@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(left, ["x-c"]);
     }
 
-    /// Found by the `headers` fuzz target: a `Connection` value with a byte outside
+    /// Caught by the `headers` fuzz target: a `Connection` value with a byte outside
     /// visible ASCII was skipped whole, so the names listed in it reached the upstream.
     #[test]
     fn connection_named_headers_are_removed_beside_a_non_utf8_value() {
