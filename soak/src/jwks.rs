@@ -253,20 +253,19 @@ impl Jwks {
         }
     }
 
-    /// The first moment at or after `t` when the issuer was serving.
-    pub fn first_serving_at(&self, t: f64) -> f64 {
+    /// How long the issuer was serving between `from` and `to`: the time the gateway
+    /// had to fetch a change made at `from` and fetched at `to`.
+    pub fn serving_time(&self, from: f64, to: f64) -> f64 {
         let inner = self.state.inner.lock().unwrap();
-        let mut at = t;
-        for (start, end, _) in &inner.outages {
-            if *start <= at {
-                match end {
-                    Some(e) if *e > at => at = *e,
-                    None => return f64::INFINITY,
-                    _ => {}
-                }
-            }
-        }
-        at
+        let down: f64 = inner
+            .outages
+            .iter()
+            .map(|(s, e, _)| {
+                let (s, e) = (s.max(from), e.unwrap_or(f64::INFINITY).min(to));
+                (e - s).max(0.0)
+            })
+            .sum();
+        (to - from - down).max(0.0)
     }
 }
 

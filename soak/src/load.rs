@@ -281,10 +281,11 @@ impl Stats {
         &self.kinds[k.index()]
     }
 
+    /// Counts a wrong answer; the first 50 of each kind are kept with their details.
     fn wrong(&self, kind: Kind, detail: String) {
-        self.kind(kind).wrong.fetch_add(1, Ordering::Relaxed);
-        let n = self.wrong.fetch_add(1, Ordering::Relaxed);
-        if n < 200 {
+        let of_kind = self.kind(kind).wrong.fetch_add(1, Ordering::Relaxed);
+        self.wrong.fetch_add(1, Ordering::Relaxed);
+        if of_kind < 50 {
             eprintln!("WRONG ANSWER: {detail}");
             self.wrong_log.lock().unwrap().push(detail);
         }

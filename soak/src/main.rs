@@ -168,12 +168,31 @@ claim_headers = {{ email = "X-User-Email" }}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
     let plan = parse_args();
-    match run(plan).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("soak: cannot run: {e}");
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("soak: cannot install signal handlers");
+        return ExitCode::from(2);
+    };
+    // Interrupted, the run is dropped; so is the gateway's process handle, which kills it.
+    tokio::select! {
+        result = run(plan) => match result {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("soak: cannot run: {e}");
+                ExitCode::from(2)
+            }
+        },
+        _ = term.recv() => {
+            eprintln!("soak: interrupted");
+            ExitCode::from(2)
+        }
+        _ = int.recv() => {
+            eprintln!("soak: interrupted");
             ExitCode::from(2)
         }
     }
