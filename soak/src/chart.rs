@@ -130,9 +130,19 @@ fn panel(
             .map(|t| PathElement::new(vec![(*t, ymin), (*t, ymax)], ROTATION)),
     )?;
     for (name, color, points) in series {
+        // Thicker lines get miter joins that overshoot at sharp reversals (spikes):
+        // only a smooth line (RSS) is drawn 2 px wide.
+        let width = if points.windows(3).any(|w| {
+            (w[1].1 - w[0].1) * (w[2].1 - w[1].1) < 0.0
+                && (w[1].1 - w[0].1).abs() > (ymax - ymin) * 0.05
+        }) {
+            1
+        } else {
+            2
+        };
         let s = chart.draw_series(LineSeries::new(
             points.iter().copied().filter(|p| p.1.is_finite()),
-            color.stroke_width(2),
+            color.stroke_width(width),
         ))?;
         if text {
             let c = *color;
@@ -221,9 +231,10 @@ fn latency_panel(
         ("p50", RGBColor(30, 120, 60), |s| s.p50_ms),
     ];
     for (name, color, f) in series {
+        // 1 px: thicker lines overshoot at the spikes (miter joins).
         let s = chart.draw_series(LineSeries::new(
             load.iter().map(|s| (s.t, f(s).max(lo))),
-            color.stroke_width(2),
+            color.stroke_width(1),
         ))?;
         if text {
             s.label(name).legend(move |(x, y)| {

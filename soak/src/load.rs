@@ -27,6 +27,12 @@ use crate::keys::{self, Alg, SigningKey, b64};
 use crate::upstream::Echo;
 use crate::util::{Rng, now, unix, unix_secs};
 
+/// The longest a request should wait: a periodic JWKS fetch in flight, then the
+/// request's own unknown-kid refetch, each bounded by `fetch_timeout`; plus 1 s.
+pub fn slow_bound() -> f64 {
+    2.0 * crate::FETCH_TIMEOUT + 1.0
+}
+
 /// Margin around `exp + leeway` within which either answer is right (same clock on both
 /// sides; this covers the time between reading it and the check).
 const EXP_SLACK: f64 = 0.25;
@@ -229,6 +235,8 @@ pub struct KindStats {
     pub either_accepted: AtomicU64,
     pub either_refused: AtomicU64,
     pub wrong: AtomicU64,
+    /// Answers slower than [`slow_bound`].
+    pub slow: AtomicU64,
     pub transport: AtomicU64,
     pub cancelled: AtomicU64,
 }
@@ -236,6 +244,8 @@ pub struct KindStats {
 pub struct Stats {
     pub kinds: Vec<KindStats>,
     pub wrong: AtomicU64,
+    /// Answers slower than [`slow_bound`].
+    pub slow: AtomicU64,
     pub transport: AtomicU64,
     pub completed: AtomicU64,
     /// Keep-alive connections found closed by the gateway before the next request (the
@@ -247,6 +257,7 @@ pub struct Stats {
     /// key rotated in during an outage, before its first fetch).
     pub refused_key_not_fetched: AtomicU64,
     pub wrong_log: Mutex<Vec<String>>,
+    pub slow_log: Mutex<Vec<String>>,
     pub transport_log: Mutex<Vec<String>>,
     /// Latencies (µs) since the sampler last took them.
     pub second: Mutex<Vec<u32>>,
@@ -261,12 +272,14 @@ impl Default for Stats {
         Stats {
             kinds: MIX.iter().map(|_| KindStats::default()).collect(),
             wrong: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
             transport: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             closed_by_gateway: AtomicU64::new(0),
             connection_close: AtomicU64::new(0),
             refused_key_not_fetched: AtomicU64::new(0),
             wrong_log: Mutex::new(Vec::new()),
+            slow_log: Mutex::new(Vec::new()),
             transport_log: Mutex::new(Vec::new()),
             second: Mutex::new(Vec::with_capacity(4096)),
             statuses: Mutex::new(BTreeMap::new()),
@@ -812,6 +825,21 @@ impl Worker {
                 }
                 Ok(Ok((status, headers, body))) => {
                     let us = ((t1 - t0) * 1e6) as u32;
+                    if t1 - t0 > slow_bound() {
+                        s.stats.kind(kind).slow.fetch_add(1, Ordering::Relaxed);
+                        if s.stats.slow.fetch_add(1, Ordering::Relaxed) < 200 {
+                            let kid = match &plan.expect {
+                                Expect::Token(t) => t.kid.to_string(),
+                                _ => "-".into(),
+                            };
+                            s.stats.slow_log.lock().unwrap().push(format!(
+                                "{:.3} s: kind={kind:?} rid={rid} t0={t0:.3} status={} kid={kid} issuer={}",
+                                t1 - t0,
+                                status.as_u16(),
+                                s.jwks.mode().name()
+                            ));
+                        }
+                    }
                     s.stats.second.lock().unwrap().push(us);
                     s.stats.completed.fetch_add(1, Ordering::Relaxed);
                     *s.stats

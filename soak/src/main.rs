@@ -62,7 +62,8 @@ pub struct Plan {
 fn usage() -> ! {
     eprintln!(
         "usage: soak [--duration SECONDS] [--workers N] [--rate REQ_PER_S] [--users N]\n\
-         \x20           [--seed N] [--gateway PATH] [--out DIR] [--keys DIR]"
+         \x20           [--seed N] [--gateway PATH] [--out DIR] [--keys DIR]\n\
+         \x20      soak --replot DIR   (redraw DIR/soak.png from a run's soak.csv)"
     );
     std::process::exit(2)
 }
@@ -89,6 +90,17 @@ fn parse_args() -> Plan {
             "--gateway" => gateway = PathBuf::from(val()),
             "--out" => out = PathBuf::from(val()),
             "--keys" => keys = PathBuf::from(val()),
+            "--replot" => {
+                // Redraw DIR/soak.png from DIR/soak.csv, DIR/keys.csv, DIR/summary.json.
+                let dir = PathBuf::from(val());
+                match report::replot(&dir) {
+                    Ok(()) => std::process::exit(0),
+                    Err(e) => {
+                        eprintln!("soak: cannot replot {}: {e}", dir.display());
+                        std::process::exit(2)
+                    }
+                }
+            }
             _ => usage(),
         }
     }

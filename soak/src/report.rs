@@ -178,6 +178,108 @@ fn utc(secs: i64) -> String {
     )
 }
 
+fn issuer_mode(name: &str) -> (&'static str, Mode) {
+    for m in [
+        Mode::Serve,
+        Mode::Unavailable,
+        Mode::Refuse,
+        Mode::Hang,
+        Mode::Garbage,
+    ] {
+        if m.name() == name {
+            return (m.name(), m);
+        }
+    }
+    ("serve", Mode::Serve)
+}
+
+/// The chart title, from the figures of the summary.
+fn chart_title(
+    duration: f64,
+    requests: u64,
+    wrong: u64,
+    rss: (f64, f64),
+    fds: (f64, f64),
+) -> String {
+    format!(
+        "Portcullis soak, {duration:.0} s: {requests} requests, {wrong} wrong answers, RSS {} → {}, fds {:.0} → {:.0}",
+        mib(rss.0),
+        mib(rss.1),
+        fds.0,
+        fds.1
+    )
+}
+
+/// Redraws `dir/soak.png` from the files a run wrote.
+pub fn replot(dir: &std::path::Path) -> Result<()> {
+    let csv = std::fs::read_to_string(dir.join("soak.csv"))?;
+    let mut samples = Vec::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 15 {
+            continue;
+        }
+        let n = |i: usize| f[i].parse::<f64>().unwrap_or(f64::NAN);
+        samples.push(Sample {
+            t: n(0),
+            rss_kib: n(1) as u64,
+            fds: n(2) as u64,
+            threads: n(3) as u64,
+            requests: n(4) as u64,
+            p50_ms: n(5),
+            p99_ms: n(6),
+            max_ms: n(7),
+            connections_open: n(8),
+            in_flight: n(9),
+            jwks_ok: n(10),
+            jwks_error: n(11),
+            wrong: n(12) as u64,
+            issuer: issuer_mode(f[13]).0,
+            load: f[14] == "1",
+        });
+    }
+    // Outages: runs of seconds in which the issuer was not serving.
+    let mut outages: Vec<(f64, f64, Mode)> = Vec::new();
+    for s in &samples {
+        let mode = issuer_mode(s.issuer).1;
+        match outages.last_mut() {
+            Some(last) if last.2 == mode && (s.t - 1.0 - last.1).abs() < 0.5 => last.1 = s.t,
+            _ if mode != Mode::Serve => outages.push((s.t - 1.0, s.t, mode)),
+            _ => {}
+        }
+    }
+    let keys = std::fs::read_to_string(dir.join("keys.csv")).unwrap_or_default();
+    let rotations: Vec<f64> = keys
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("rot-") && !l.starts_with("rot-1,"))
+        .filter_map(|l| l.split(',').nth(1)?.parse().ok())
+        .collect();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    let duration = summary["duration_s"].as_f64().unwrap_or(0.0);
+    let g = |a: &str, b: &str| summary[a][b].as_f64().unwrap_or(f64::NAN);
+    let title = chart_title(
+        duration,
+        summary["requests"].as_u64().unwrap_or(0),
+        summary["wrong_answers"].as_u64().unwrap_or(0),
+        (g("rss_kib", "start"), g("rss_kib", "end")),
+        (g("fds", "start"), g("fds", "end")),
+    );
+    crate::chart::draw(
+        &dir.join("soak.png"),
+        &samples,
+        &outages,
+        &rotations,
+        (duration * 0.1).max(5.0),
+        duration,
+        &title,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("soak: redrew {}", dir.join("soak.png").display());
+    Ok(())
+}
+
 pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
     let plan = &o.plan;
     let stats = &shared.stats;
@@ -423,6 +525,7 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
     std::fs::write(plan.out.join("keys.csv"), keys_csv)?;
     for (name, log) in [
         ("wrong.log", &stats.wrong_log),
+        ("slow.log", &stats.slow_log),
         ("transport.log", &stats.transport_log),
     ] {
         let lines = log.lock().unwrap();
@@ -435,15 +538,12 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
     }
 
     // soak.png
-    let title = format!(
-        "Portcullis soak, {:.0} s: {} requests, {} wrong answers, RSS {} → {}, fds {:.0} → {:.0}",
+    let title = chart_title(
         plan.duration,
         completed,
         wrong,
-        mib(rss_start),
-        mib(rss_end),
-        fds_start,
-        fds_end
+        (rss_start, rss_end),
+        (fds_start, fds_end),
     );
     let chart = crate::chart::draw(
         &plan.out.join("soak.png"),
@@ -471,6 +571,23 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
     );
     let revision = std::env::var("SOAK_REVISION").unwrap_or_else(|_| "-".into());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let slow = stats.slow.load(Ordering::Relaxed);
+    let slow_label = format!(
+        "Answers slower than {:.0} s (2 × fetch_timeout + 1 s; not a failure)",
+        crate::load::slow_bound()
+    );
+    let slow_text = if slow == 0 {
+        "0".to_owned()
+    } else {
+        let by_kind: Vec<String> = MIX
+            .iter()
+            .filter_map(|(k, _)| {
+                let n = stats.kind(*k).slow.load(Ordering::Relaxed);
+                (n > 0).then(|| format!("{} × {}", n, k.name()))
+            })
+            .collect();
+        format!("{slow}: {} (see slow.log)", by_kind.join(", "))
+    };
     let rss_label = format!("RSS start → end (medians of the first/last {window} s after warm-up)");
     let mut md = String::new();
     let _ = writeln!(
@@ -544,6 +661,7 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
             "Latency after warm-up p50 / p99 / p99.9 / max",
             format!("{p50:.2} / {p99:.2} / {p999:.2} / {lmax:.1} ms"),
         ),
+        (slow_label.as_str(), slow_text.clone()),
         (
             "Worst one-second p99",
             worst.map_or("-".into(), |w| {
@@ -655,7 +773,7 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
          removed {:.0} s later and its tokens still sent for {:.0} s after that.\n\
          - {} users; their tokens live {} s and are re-minted with a third left; \
          short-lived tokens (2–5 s) are used until 3 s past `exp` + leeway.\n\
-         - Outages: {} one every ~{:.0} s after the {:.0} s warm-up, {:.1}–{:.1} s each.\n\
+         - Outages: {}, one every ~{:.0} s after the {:.0} s warm-up, {:.1}–{:.1} s each.\n\
          - Each client connection is closed and reopened every 200–2000 requests.",
         plan.rotate_every,
         plan.rotate_grace,
@@ -680,6 +798,8 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
         "requests": completed,
         "rate": rate,
         "wrong_answers": wrong,
+        "slow_answers": slow,
+        "slow_bound_s": crate::load::slow_bound(),
         "transport_errors": transport,
         "rss_kib": { "start": rss_start, "end": rss_end, "peak": rss_peak, "idle_before_load": o.idle_rss, "bound_growth": bound, "trend_mib_per_hour": slope },
         "fds": { "start": fds_start, "end": fds_end, "peak": fds_peak, "idle_before_load": o.idle_fds, "after_clients_closed": o.after_fds, "tolerance": tol },
@@ -706,6 +826,12 @@ pub fn finish(shared: &Shared, jwks: &Jwks, o: Outcome) -> Result<bool> {
             if c.pass { "ok" } else { "FAIL" },
             c.name,
             c.detail
+        );
+    }
+    if slow > 0 {
+        println!(
+            "soak: note: {slow} answers took longer than {:.0} s (see slow.log)",
+            crate::load::slow_bound()
         );
     }
     println!(
