@@ -32,8 +32,10 @@ pub struct KeyStore {
     algorithms: Vec<Alg>,
     client: reqwest::Client,
     current: ArcSwapOption<KeySet>,
-    /// Bumped on every successful swap; waiters compare it to see a fetch landed.
-    generation: AtomicU64,
+    /// Bumped when a fetch ends, whether it succeeded or failed: a caller that waited
+    /// for the lock while one ran takes its outcome instead of fetching again (otherwise
+    /// misses queued behind a hanging issuer would each wait out a fetch of their own).
+    attempts: AtomicU64,
     /// Held for the duration of one fetch; never touched by readers.
     fetch_lock: tokio::sync::Mutex<()>,
     in_flight: AtomicBool,
@@ -75,7 +77,7 @@ impl KeyStore {
             algorithms,
             client,
             current: ArcSwapOption::new(keys),
-            generation: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             fetch_lock: tokio::sync::Mutex::new(()),
             in_flight: AtomicBool::new(false),
             last_kid_refetch: Mutex::new(None),
@@ -143,12 +145,12 @@ impl KeyStore {
     /// A token named a `kid` the current set lacks. Refetches at most once per
     /// `refresh_cooldown`; concurrent callers share one fetch.
     pub async fn refetch_for_unknown_kid(&self) -> Refetch {
-        let seen = self.generation.load(Ordering::Acquire);
+        let seen = self.attempts.load(Ordering::Acquire);
         if self.cooling_down() && !self.in_flight.load(Ordering::Acquire) {
             return Refetch::Skipped;
         }
         let _guard = self.fetch_lock.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen {
+        if self.attempts.load(Ordering::Acquire) != seen {
             return self.keys().map_or(Refetch::Skipped, Refetch::Fresh);
         }
         {
@@ -171,8 +173,15 @@ impl KeyStore {
     }
 
     /// Fetches and, when the document is usable, swaps it in. Returns the issuer's
-    /// `max-age` hint. Errors are logged here; the old set stays.
+    /// `max-age` hint. Errors are logged here; the old set stays. The caller holds
+    /// `fetch_lock`.
     async fn fetch_and_swap(&self, reason: &'static str) -> Result<Option<Duration>, ()> {
+        let result = self.fetch_and_swap_once(reason).await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn fetch_and_swap_once(&self, reason: &'static str) -> Result<Option<Duration>, ()> {
         let fetched =
             match fetch::fetch(&self.client, &self.config.url, self.config.fetch_timeout).await {
                 Ok(f) => f,
@@ -194,7 +203,6 @@ impl KeyStore {
                 }
                 let n = parsed.set.len();
                 self.current.store(Some(Arc::new(parsed.set)));
-                self.generation.fetch_add(1, Ordering::AcqRel);
                 self.last_success_ms.store(clock_ms(), Ordering::Relaxed);
                 self.metrics.jwks_fetch(&self.provider, true);
                 tracing::info!(provider = %self.provider, keys = n, reason, "JWKS loaded");

@@ -516,3 +516,39 @@ async fn an_early_refusal_of_a_request_with_an_unread_body_says_connection_close
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
     assert_eq!(resp.header("connection"), None);
 }
+
+#[tokio::test]
+async fn unknown_kid_misses_queued_behind_a_hanging_issuer_share_its_outcome() {
+    // A short cooldown and a longer fetch timeout: misses that waited behind a failed
+    // fetch used to start one of their own each, answering after 1, 2, 3... timeouts.
+    let f = Fixture::start_with(
+        "refresh_cooldown = \"200ms\"\nfetch_timeout = \"1s\"\nrefresh_interval = \"1h\"",
+        "",
+    )
+    .await;
+    f.jwks.set_delay(Duration::from_secs(30));
+    let fetches = f.jwks.hits();
+    let stranger = SigningKey::ed25519_other("new-kid");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let token = stranger.mint(Alg::EdDSA, &claims(&format!("u{i}")));
+        let addr = f.gw.addr;
+        tasks.push(tokio::spawn(async move {
+            let auth = format!("Bearer {token}");
+            send(addr, Method::GET, "/api/x", &[("authorization", &auth)], "")
+                .await
+                .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    // One fetch timed out for all of them: about one timeout, not five in a row.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "misses waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(f.jwks.hits(), fetches + 1, "each queued miss fetched again");
+}
