@@ -30,23 +30,26 @@ from measure import Meter, Service, ServiceError, pinned
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CACHE = BENCH / ".cache"
-RUN = CACHE / "run"
+RUN = CACHE / "run-19000"  # set per port base in main()
 WWW = CACHE / "www"
 TOKENS = CACHE / "tokens"
 LUA = BENCH / "lua" / "pool.lua"
 
 ISSUER = AUDIENCE = "http://127.0.0.1:3000"
-PORTS = {
-    "upstream": 19000,
-    "jwks": 19001,
-    "portcullis": 19080,
-    "portcullis-admin": 19090,
-    "envoy": 19081,
-    "envoy-admin": 19091,
-    "nginx": 19082,
-    "node": 19083,
-    "fastapi": 19084,
+# Offsets from --port-base (19000; 29000 for the smoke, so a CI smoke and a full run can
+# share a machine).
+PORT_OFFSETS = {
+    "upstream": 0,
+    "jwks": 1,
+    "portcullis": 80,
+    "portcullis-admin": 90,
+    "envoy": 81,
+    "envoy-admin": 91,
+    "nginx": 82,
+    "node": 83,
+    "fastapi": 84,
 }
+PORTS: dict[str, int] = {}
 BIG = 100 * 1024 * 1024
 # Distinct-token pools: a run never sends more requests than its pool holds (its length
 # is cut to fit), so every token is new to the contender's cache.
@@ -430,16 +433,25 @@ class Bench:
     def run(self, plan: list[tuple[Scenario, Contender]]) -> None:
         for i, (s, c) in enumerate(plan, 1):
             log(f"({i}/{len(plan)}) {s.name} / {c.name}")
-            row = {"scenario": s.name, "kind": s.kind, "contender": c.name}
-            svc = self.service(c, s.name)
-            try:
-                svc.start()
-                row |= getattr(self, f"run_{s.kind}")(s, c, svc)
-            except (ServiceError, subprocess.SubprocessError, OSError) as e:
-                row |= {"ok": False, "error": str(e)[-2000:]}
-                log(f"  FAILED: {e}")
-            finally:
-                svc.stop()
+            for attempt in (1, 2):
+                row = {"scenario": s.name, "kind": s.kind, "contender": c.name}
+                svc = self.service(c, s.name)
+                try:
+                    svc.start()
+                    row |= getattr(self, f"run_{s.kind}")(s, c, svc)
+                except (ServiceError, subprocess.SubprocessError, OSError) as e:
+                    died = svc.proc is not None and svc.proc.poll() is not None
+                    if died:
+                        e = ServiceError(f"{c.name} died during the run ({svc.proc.returncode}): {e}")
+                    row |= {"ok": False, "error": str(e)[-2000:]}
+                    log(f"  FAILED: {e}")
+                finally:
+                    svc.stop()
+                # Once more when the contender died under us (killed from outside, say);
+                # a contender that cannot start or answer fails the same way twice.
+                if "error" not in row or attempt == 2:
+                    break
+                log("  trying once more")
             self.rows.append(row)
             log("  " + summary(row))
 
@@ -535,7 +547,17 @@ def main() -> int:
     ap.add_argument("--retries", type=int, default=2, help="repeats of one noisy run")
     ap.add_argument("--retry-budget", type=int, default=12, help="repeats of noisy runs in total")
     ap.add_argument("--out", type=Path, help="where RESULTS.md, results.json, results.png go")
+    ap.add_argument("--port-base", type=int, help="loopback ports used: BASE to BASE+91")
+    ap.add_argument(
+        "--rerun-noisy",
+        action="store_true",
+        help="re-run only the noisy or failed runs of the results.json in --out, in place",
+    )
     args = ap.parse_args()
+    base = args.port_base or (29000 if args.smoke else 19000)
+    PORTS.update({name: base + offset for name, offset in PORT_OFFSETS.items()})
+    global RUN
+    RUN = CACHE / f"run-{base}"
 
     if args.smoke:
         scenarios = [s for s in SCENARIOS if s.name == "eddsa-repeat"]
@@ -555,6 +577,17 @@ def main() -> int:
     plan = [(s, CONTENDERS[c]) for s in scenarios for c in s.contenders if c in wanted]
     if not plan:
         raise SystemExit("nothing to run")
+    previous = None
+    if args.rerun_noisy:
+        previous = json.loads((out / "results.json").read_text())
+        measured = previous["meta"]["portcullis"]
+        if measured != (args.portcullis_rev or "-"):
+            raise SystemExit(f"{out / 'results.json'} measured Portcullis {measured}, not {args.portcullis_rev}")
+        redo = {(r["scenario"], r["contender"]) for r in previous["results"] if r.get("noisy") or "error" in r}
+        plan = [(s, c) for s, c in plan if (s.name, c.name) in redo]
+        if not plan:
+            log("no noisy or failed run to re-run")
+            return 0
 
     # SIGTERM unwinds like Ctrl-C, so every service started so far is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -577,6 +610,13 @@ def main() -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     doc = {"meta": meta, "results": bench.rows}
+    if previous:
+        fresh = {(r["scenario"], r["contender"]): r | {"rerun": meta["date"]} for r in bench.rows}
+        rerun = {"date": meta["date"], "runs": len(fresh), "elapsed_s": meta["elapsed_s"]}
+        doc = {
+            "meta": previous["meta"] | {"reruns": previous["meta"].get("reruns", []) + [rerun]},
+            "results": [fresh.get((r["scenario"], r["contender"]), r) for r in previous["results"]],
+        }
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     chart = None
     if not args.smoke:

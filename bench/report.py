@@ -174,6 +174,8 @@ def load_table(res: Results, scenario: str) -> list[str]:
             notes.append(f"noisy ({r['noise_cores']:.2f} cores elsewhere)")
         if r.get("attempts", 1) > 1:
             notes.append(f"{r['attempts']} attempts")
+        if r.get("rerun"):
+            notes.append("re-run")
         if r.get("pool_wrapped"):
             notes.append("token pool wrapped")
         if r.get("unexpected_status"):
@@ -209,6 +211,16 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
         "",
         f"**Versions:** {ver}.",
         "",
+        *(
+            [
+                "**Re-runs:** "
+                + "; ".join(f"{r['runs']} noisy or failed runs measured again on {r['date']}" for r in m["reruns"])
+                + " (`--rerun-noisy`; marked *re-run* below).",
+                "",
+            ]
+            if m.get("reruns")
+            else []
+        ),
         f"**Runs:** {m['warmup_s']} s warm-up, then {m['duration_s']} s measured per run (distinct-token runs are cut "
         f"so no token is sent twice); a run during which other processes used more than {m['noise_limit_cores']} "
         "of a core is repeated (up to twice) and flagged if it stays noisy.",
