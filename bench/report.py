@@ -319,6 +319,19 @@ def write_chart(doc: dict, path: Path) -> None:
         (axes[1][0], "p99_ms", "p99 latency, ms (log; lower is better)"),
     ]
     width = 0.16
+
+    def finish(ax, labels: list[str], title: str) -> None:
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=11)
+        if not ax.containers:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
+            return
+        ax.set_xscale("log")
+        ax.grid(axis="x", which="both", alpha=0.25)
+        ax.margins(x=0.15)
+
     for ax, key, title in panels:
         for i, c in enumerate(MAIN):
             ys, xs = [], []
@@ -327,15 +340,10 @@ def write_chart(doc: dict, path: Path) -> None:
                 if val:
                     ys.append(j + (i - 2) * width)
                     xs.append(val)
-            bars = ax.barh(ys, xs, height=width, color=COLORS[c], label=c)
-            ax.bar_label(bars, labels=[fmt(x, 1 if x < 100 else 0) for x in xs], fontsize=6.5, padding=2)
-        ax.set_yticks(range(len(scenarios)))
-        ax.set_yticklabels(scenarios)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_title(title, fontsize=11)
-        ax.grid(axis="x", which="both", alpha=0.25)
-        ax.margins(x=0.15)
+            if xs:
+                bars = ax.barh(ys, xs, height=width, color=COLORS[c], label=c)
+                ax.bar_label(bars, labels=[fmt(x, 1 if x < 100 else 0) for x in xs], fontsize=6.5, padding=2)
+        finish(ax, scenarios, title)
 
     ax = axes[1][1]
     groups = [
@@ -351,18 +359,18 @@ def write_chart(doc: dict, path: Path) -> None:
             if val is not None:
                 ys.append(j + (i - 2) * width)
                 xs.append(val)
-        # A log axis cannot show 0: draw at least a sliver, label the real figure.
-        bars = ax.barh(ys, [max(x, 0.05) for x in xs], height=width, color=COLORS[c], label=c)
-        ax.bar_label(bars, labels=[fmt(float(x)) for x in xs], fontsize=6.5, padding=2)
-    ax.set_yticks(range(len(groups)))
-    ax.set_yticklabels([g[2] for g in groups])
-    ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_title("Memory, MiB (log; lower is better)", fontsize=11)
-    ax.grid(axis="x", which="both", alpha=0.25)
-    ax.margins(x=0.15)
+        if xs:
+            # A log axis cannot show 0: draw at least a sliver, label the real figure.
+            bars = ax.barh(ys, [max(x, 0.05) for x in xs], height=width, color=COLORS[c], label=c)
+            ax.bar_label(bars, labels=[fmt(float(x)) for x in xs], fontsize=6.5, padding=2)
+    finish(ax, [g[2] for g in groups], "Memory, MiB (log; lower is better)")
 
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles, labels = {}, []
+    for ax in (a for row in axes for a in row):
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    labels = [c for c in MAIN if c in handles]
+    handles = [handles[c] for c in labels]
     fig.legend(handles, labels, loc="upper center", ncol=5, bbox_to_anchor=(0.5, 0.955), fontsize=11)
     fig.suptitle(
         f"Portcullis {m['versions'].get('portcullis', '')} vs Envoy jwt_authn, nginx (plain proxy), Node jose, FastAPI+PyJWT\n"
