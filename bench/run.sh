@@ -6,6 +6,7 @@
 #   bench/run.sh --smoke     10 s of load, one scenario, Portcullis (debug build) only;
 #                            exit 0 when the harness works, whatever the figures
 #   bench/run.sh --rev REV   measure a committed revision, built apart from the working tree
+#   bench/run.sh --rev REV --rerun-noisy   re-measure only the runs marked noisy or failed
 #
 # PORTCULLIS_BIN=path measures that binary instead of building. Every other option goes
 # to bench/harness.py (--only SCENARIOS, --contenders NAMES, --duration S, --help).
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
         --smoke) smoke=1; args+=("$1") ;;
         --rev) rev="$2"; shift ;;
         --rev=*) rev="${1#--rev=}" ;;
-        -h | --help) sed -n '2,12p' "$0" | cut -c3-; exit 0 ;;
+        -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { print substr($0, 3) }' "$0"; exit 0 ;;
         *) args+=("$1") ;;
     esac
     shift
