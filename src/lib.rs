@@ -10,6 +10,7 @@
 mod alg;
 mod body;
 pub mod config;
+mod conn;
 mod cors;
 mod error;
 mod headers;

@@ -115,6 +115,7 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamLabels, Counter>,
     in_flight: Gauge,
     connections: Gauge,
+    parked: Gauge,
     reloads: Family<ResultLabel, Counter>,
 }
 
@@ -183,6 +184,12 @@ impl Metrics {
             "Client connections open now",
             connections.clone(),
         );
+        let parked = Gauge::default();
+        registry.register(
+            "connections_parked",
+            "Idle HTTP/1.1 keep-alive connections parked between requests (of connections_open)",
+            parked.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "config_reloads",
@@ -200,6 +207,7 @@ impl Metrics {
             upstream_errors,
             in_flight,
             connections,
+            parked,
             reloads,
         }
     }
@@ -281,6 +289,11 @@ impl Metrics {
     /// Counts an open connection until the guard drops.
     pub fn connection(&self) -> GaugeGuard {
         GaugeGuard::new(&self.connections)
+    }
+
+    /// Counts a parked connection until the guard drops.
+    pub fn parked(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.parked)
     }
 
     /// The OpenMetrics text exposition.

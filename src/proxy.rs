@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
 use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
+use crate::conn::ClientBody;
 use crate::cors;
 use crate::error::{Blame, Error, TokenError};
 use crate::headers;
@@ -49,7 +50,7 @@ struct Trace {
     preflight: bool,
 }
 
-pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -> Response<Body> {
     let start = Instant::now();
     let _in_flight = shared.metrics.in_flight();
     let snap = shared.current();
@@ -132,7 +133,7 @@ fn record_error(shared: &Shared, trace: &Trace, conn: Conn, e: &Error) {
 async fn handle_inner(
     snap: &Arc<Snapshot>,
     conn: Conn,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, Error> {
     if req.method() == Method::CONNECT {
@@ -230,7 +231,7 @@ async fn forward(
     route: &Route,
     path: &NormalizedPath,
     identity: Option<&Identity>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Response<Body>, Error> {
     // An HTTP/1.1 upgrade (WebSocket): the token was checked on this very request; once
     // the upstream agrees with a 101, bytes are relayed both ways untouched.
@@ -367,7 +368,7 @@ async fn forward(
 
 /// The protocol a request asks to upgrade to: `Upgrade` with `Connection: upgrade` on
 /// HTTP/1.1.
-fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn upgrade_protocol(req: &Request<ClientBody>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }

@@ -5,23 +5,13 @@
 //! never the sockets. On shutdown the listeners close first, then open connections drain
 //! for a bounded time.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +19,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{Body, full};
 use crate::config::{Config, ConfigError};
+use crate::conn::{self, ClientBody, Handler, Protocols};
 use crate::jwks::{KeyStore, error_chain};
+use crate::metrics::Metrics;
 use crate::proxy::{self, Conn};
 use crate::state::{Shared, Snapshot};
 
@@ -108,10 +100,7 @@ impl Gateway {
             control.cancel.child_token(),
             move |conn| {
                 let shared = proxy_shared.clone();
-                service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(proxy::handle(shared, conn, req).await) }
-                })
+                move |req| proxy::handle(shared.clone(), conn, req)
             },
         ));
         let admin_control = control.clone();
@@ -122,10 +111,10 @@ impl Gateway {
             control.cancel.child_token(),
             move |_conn| {
                 let control = admin_control.clone();
-                service_fn(move |req| {
+                move |req| {
                     let control = control.clone();
-                    async move { Ok::<_, Infallible>(admin(&control, req).await) }
-                })
+                    async move { admin(&control, req).await }
+                }
             },
         ));
         tracing::info!(%proxy_addr, %admin_addr, tls = snapshot.config.server.tls.is_some(), "portcullis listening");
@@ -253,34 +242,19 @@ fn warn_about(snapshot: &Snapshot) {
 
 /// Accepts connections until `cancel`, then drains them. `proxy` marks the listener
 /// whose connections count in the metrics and may use TLS.
-async fn serve<F, S>(
+async fn serve<F, H>(
     listener: TcpListener,
     shared: Arc<Shared>,
     proxy: bool,
     cancel: CancellationToken,
-    make_service: F,
+    make_handler: F,
 ) where
-    F: Fn(Conn) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    F: Fn(Conn) -> H,
+    H: Handler,
 {
     // Limits are read at start: they shape the listener, which a reload keeps.
     let server = shared.current().config.server.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(server.max_header_bytes as u32)
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(Protocols::new(&server));
     let slots = Arc::new(Semaphore::new(if proxy {
         server.max_connections
     } else {
@@ -320,27 +294,35 @@ async fn serve<F, S>(
             peer,
             tls: tls.is_some(),
         };
-        let service = make_service(conn);
-        let (builder, cancel, shared) = (builder.clone(), cancel.clone(), shared.clone());
-        let (idle_timeout, handshake_timeout) = (server.idle_timeout, server.header_read_timeout);
-        tracker.spawn(async move {
-            let _permit = permit;
-            let _open = proxy.then(|| shared.metrics.connection());
-            match tls {
-                None => serve_connection(&builder, stream, service, idle_timeout, cancel).await,
-                Some(config) => {
+        let handler = make_handler(conn);
+        let (protocols, cancel, shared) = (protocols.clone(), cancel.clone(), shared.clone());
+        let handshake_timeout = server.header_read_timeout;
+        match tls {
+            None => {
+                tracker.spawn(async move {
+                    let _permit = permit;
+                    let metrics = proxy.then_some(&*shared.metrics);
+                    let _open = metrics.map(Metrics::connection);
+                    conn::serve(&protocols, stream, handler, metrics, cancel).await;
+                });
+            }
+            // A task of its own, so plaintext connections do not carry TLS state.
+            Some(config) => {
+                tracker.spawn(async move {
+                    let _permit = permit;
+                    let metrics = proxy.then_some(&*shared.metrics);
+                    let _open = metrics.map(Metrics::connection);
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(&builder, tls_stream, service, idle_timeout, cancel)
-                                .await;
+                            conn::serve(&protocols, tls_stream, handler, metrics, cancel).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                }
+                });
             }
-        });
+        }
     }
     drop(listener);
     tracker.close();
@@ -357,141 +339,7 @@ async fn serve<F, S>(
     }
 }
 
-/// Serves one connection until it ends. On shutdown, or after `idle_timeout` without a
-/// byte either way, it is closed gracefully: a request in progress still finishes.
-async fn serve_connection<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    service: S,
-    idle_timeout: Duration,
-    cancel: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: io,
-        activity: activity.clone(),
-    });
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!("connection ended: {e}");
-                }
-                return;
-            }
-            () = cancel.cancelled(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = activity.idle_for(idle_timeout), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
-}
-
-/// When a connection last moved a byte, in milliseconds since it opened.
-struct Activity {
-    opened: tokio::time::Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            opened: tokio::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = self.opened.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Resolves once nothing has moved for `limit`.
-    async fn idle_for(&self, limit: Duration) {
-        loop {
-            let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + limit;
-            if tokio::time::Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    }
-}
-
-/// An IO that records activity for the idle timeout.
-struct Watched<I> {
-    inner: I,
-    activity: Arc<Activity>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        poll
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        poll
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-async fn admin(control: &Control, req: Request<Incoming>) -> Response<Body> {
+async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
     let shared = &control.shared;
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => (

@@ -7,6 +7,7 @@ mod auth;
 mod cors;
 mod forwarding;
 mod hardening;
+mod idle;
 mod jwks;
 mod operations;
 mod process;
