@@ -275,12 +275,13 @@ async fn forward(
     if !route.forward_authorization {
         h.remove(header::AUTHORIZATION);
     }
-    let xff = forwarded_for(h, conn.peer);
+    let peer_ip = conn.peer.ip().to_string();
+    let xff = forwarded_for(h, &peer_ip);
     h.insert(X_FORWARDED_FOR.clone(), xff);
     // The gateway speaks `X-Forwarded-*` and `X-Real-IP`; a client-sent `Forwarded` would
     // let a backend that prefers it read forged client details.
     h.remove(header::FORWARDED);
-    if let Ok(ip) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+    if let Ok(ip) = HeaderValue::from_str(&peer_ip) {
         h.insert(X_REAL_IP.clone(), ip);
     }
     h.insert(
@@ -429,7 +430,7 @@ fn body_limit_hit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The client's `X-Forwarded-For` chain with the peer's address appended.
-fn forwarded_for(h: &http::HeaderMap, peer: SocketAddr) -> HeaderValue {
+fn forwarded_for(h: &http::HeaderMap, ip: &str) -> HeaderValue {
     let mut chain: Vec<&str> = h
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -439,8 +440,7 @@ fn forwarded_for(h: &http::HeaderMap, peer: SocketAddr) -> HeaderValue {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    let ip = peer.ip().to_string();
-    chain.push(&ip);
+    chain.push(ip);
     HeaderValue::from_str(&chain.join(", "))
-        .unwrap_or_else(|_| HeaderValue::from_str(&ip).expect("an IP is a valid header value"))
+        .unwrap_or_else(|_| HeaderValue::from_str(ip).expect("an IP is a valid header value"))
 }
