@@ -55,6 +55,10 @@ BIG = 100 * 1024 * 1024
 # is cut to fit), so every token is new to the contender's cache.
 # RS256 signing is slow (~1 ms a token per core), so its pool is smaller.
 POOL_SIZES = {"EdDSA": 250_000, "ES256": 250_000, "RS256": 120_000, "invalid": 100_000}
+# The runs behind the headline CPU ratio (repeated token vs nginx plain) are measured
+# three times and the median kept: on a shared VM one 8-second run can land in a slow
+# spell that no foreign process explains (the CPU itself runs slower).
+MEDIAN_OF = {("public", "nginx"): 3, ("public", "portcullis"): 3, ("eddsa-repeat", "portcullis"): 3}
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,16 @@ class Bench:
         return json.loads(m.group(1))
 
     def run_load(self, s: Scenario, c: Contender, svc: Service) -> dict:
+        runs = 1 if self.args.smoke else MEDIAN_OF.get((s.name, c.name), 1)
+        rows = [self.run_load_once(s, c, svc) for _ in range(runs)]
+        if runs == 1:
+            return rows[0]
+        rows.sort(key=lambda r: (not r["ok"], r["cpu_us_per_req"] or 0))
+        row = dict(rows[runs // 2] if all(r["ok"] for r in rows) else rows[-1])
+        row["runs"] = [{k: r[k] for k in ("rps", "p99_ms", "cpu_us_per_req", "noise_cores")} for r in rows]
+        return row
+
+    def run_load_once(self, s: Scenario, c: Contender, svc: Service) -> dict:
         port = PORTS[c.kind]
         pool = self.pool_file(s.pool) if s.pool else None
         distinct = s.pool in POOL_SIZES

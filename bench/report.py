@@ -174,6 +174,9 @@ def load_table(res: Results, scenario: str) -> list[str]:
             notes.append(f"noisy ({r['noise_cores']:.2f} cores elsewhere)")
         if r.get("attempts", 1) > 1:
             notes.append(f"{r['attempts']} attempts")
+        if r.get("runs"):
+            cpus = ", ".join(fmt(x["cpu_us_per_req"]) for x in r["runs"])
+            notes.append(f"median of {len(r['runs'])} runs (CPU µs/req {cpus})")
         if r.get("rerun"):
             notes.append("re-run")
         if r.get("pool_wrapped"):
@@ -223,7 +226,8 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
         ),
         f"**Runs:** {m['warmup_s']} s warm-up, then {m['duration_s']} s measured per run (distinct-token runs are cut "
         f"so no token is sent twice); a run during which other processes used more than {m['noise_limit_cores']} "
-        "of a core is repeated (up to twice) and flagged if it stays noisy.",
+        "of a core is repeated (up to twice) and flagged if it stays noisy. The runs behind the headline CPU ratio "
+        "are measured three times and the median kept.",
         "",
     ]
     if chart:
