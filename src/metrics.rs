@@ -116,6 +116,7 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: Gauge,
     parked: Gauge,
+    upstream_queued: Gauge,
     reloads: Family<ResultLabel, Counter>,
 }
 
@@ -190,6 +191,12 @@ impl Metrics {
             "Idle HTTP/1.1 keep-alive connections parked between requests (of connections_open)",
             parked.clone(),
         );
+        let upstream_queued = Gauge::default();
+        registry.register(
+            "upstream_queued",
+            "Requests waiting for a slot to their upstream (server.max_upstream_requests)",
+            upstream_queued.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "config_reloads",
@@ -208,6 +215,7 @@ impl Metrics {
             in_flight,
             connections,
             parked,
+            upstream_queued,
             reloads,
         }
     }
@@ -294,6 +302,11 @@ impl Metrics {
     /// Counts a parked connection until the guard drops.
     pub fn parked(&self) -> GaugeGuard {
         GaugeGuard::new(&self.parked)
+    }
+
+    /// Counts a request waiting for an upstream slot until the guard drops.
+    pub fn upstream_queued(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.upstream_queued)
     }
 
     /// The OpenMetrics text exposition.

@@ -26,6 +26,7 @@ use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match, Route};
 use crate::state::{RequestBody, Shared, Snapshot};
 use crate::token;
+use crate::upstream::SlotBody;
 use crate::verify::Identity;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -347,24 +348,32 @@ async fn forward(
         None => body.map_err(Into::into).boxed(),
     };
     let upstream_req = Request::from_parts(parts, body);
-    let resp = match tokio::time::timeout(
-        snap.config.server.upstream_timeout,
-        route.client.request(upstream_req),
-    )
-    .await
-    {
+    // The wait for a slot to the upstream counts against the same deadline as the
+    // upstream's answer: a request never waits longer than `upstream_timeout` in all.
+    let send = async {
+        let slot = route.slots.acquire().await;
+        (slot, route.client.request(upstream_req).await)
+    };
+    let (slot, resp) = match tokio::time::timeout(snap.config.server.upstream_timeout, send).await {
         Err(_) => return Err(Error::UpstreamTimeout),
-        Ok(Err(e)) if body_limit_hit(&e) => return Err(Error::PayloadTooLarge),
-        Ok(Err(e)) if client_body_failed.load(Ordering::Relaxed) => return Err(Error::BadBody(e)),
-        Ok(Err(e)) => return Err(Error::UpstreamUnavailable(e)),
-        Ok(Ok(resp)) => resp,
+        Ok((_, Err(e))) if body_limit_hit(&e) => return Err(Error::PayloadTooLarge),
+        Ok((_, Err(e))) if client_body_failed.load(Ordering::Relaxed) => {
+            return Err(Error::BadBody(e));
+        }
+        Ok((_, Err(e))) => return Err(Error::UpstreamUnavailable(e)),
+        Ok((slot, Ok(resp))) => (slot, resp),
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // An upgraded connection can last for hours: it gives its slot back now.
+        drop(slot);
         return relay_upgrade(resp, client_side);
     }
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.boxed()))
+    Ok(Response::from_parts(
+        parts,
+        SlotBody::new(body, slot).boxed(),
+    ))
 }
 
 /// The protocol a request asks to upgrade to: `Upgrade` with `Connection: upgrade` on

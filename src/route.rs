@@ -9,12 +9,14 @@ use http::Method;
 
 use crate::config::RouteConfig;
 use crate::path::NormalizedPath;
-use crate::upstream::UpstreamClient;
+use crate::upstream::{Slots, UpstreamClient};
 
-/// A configured route with the client that reaches its upstream.
+/// A configured route with the client that reaches its upstream and that upstream's
+/// slots (shared with every route to the same upstream).
 pub struct Route {
     pub config: RouteConfig,
     pub client: UpstreamClient,
+    pub slots: Arc<Slots>,
 }
 
 impl Deref for Route {
@@ -43,7 +45,7 @@ impl RouteTable {
     /// `client_for` gives each route the client that reaches its upstream.
     pub fn new(
         routes: &[RouteConfig],
-        client_for: impl Fn(&RouteConfig) -> UpstreamClient,
+        mut upstream_for: impl FnMut(&RouteConfig) -> (UpstreamClient, Arc<Slots>),
     ) -> RouteTable {
         let mut routes: Vec<(Vec<String>, Arc<Route>)> = routes
             .iter()
@@ -54,9 +56,11 @@ impl RouteTable {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
+                let (client, slots) = upstream_for(r);
                 let route = Route {
                     config: r.clone(),
-                    client: client_for(r),
+                    client,
+                    slots,
                 };
                 (segs, Arc::new(route))
             })
@@ -76,7 +80,10 @@ impl RouteTable {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
         let tls = Arc::new(tls);
-        RouteTable::new(routes, |r| crate::upstream::client(&r.upstream, &tls))
+        let slots = Arc::new(Slots::new(1, Arc::new(crate::metrics::Metrics::new())));
+        RouteTable::new(routes, |r| {
+            (crate::upstream::client(&r.upstream, &tls), slots.clone())
+        })
     }
 
     pub fn route(&self, path: &NormalizedPath) -> Match<'_> {
@@ -178,7 +185,10 @@ mod tests {
         )
         .unwrap();
         let tls = crate::tls::client_config(None, None).unwrap();
-        RouteTable::new(&cfg.routes, |r| crate::upstream::client(&r.upstream, &tls))
+        let slots = Arc::new(Slots::new(1, Arc::new(crate::metrics::Metrics::new())));
+        RouteTable::new(&cfg.routes, |r| {
+            (crate::upstream::client(&r.upstream, &tls), slots.clone())
+        })
     }
 
     fn name(t: &RouteTable, p: &str) -> String {

@@ -1,13 +1,14 @@
 //! Everything derived from one configuration, built once and shared by every request as
 //! an immutable snapshot; a reload builds a whole new snapshot and swaps it in.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
-use crate::upstream::{self, UpstreamClient};
+use crate::upstream::{self, Slots, UpstreamClient};
 use crate::verify::Authenticator;
 
 /// Request bodies go upstream as streamed by the client, with their trailers filtered.
@@ -19,18 +20,39 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub auth: Authenticator,
     pub identity_headers: IdentityHeaders,
+    /// Each upstream's slots, by scheme and authority; a reload keeps those whose bound
+    /// did not change, so requests in flight across it still count.
+    slots: HashMap<(bool, String), Arc<Slots>>,
 }
 
 impl Snapshot {
     /// Builds a snapshot; `previous` (on reload) hands over the key stores it can.
     fn new(config: Config, shared: &Parts, previous: Option<&Snapshot>) -> Snapshot {
+        let limit = config.server.max_upstream_requests;
+        let mut slots = HashMap::new();
         let routes = RouteTable::new(&config.routes, |r| {
             // Plain HTTP/1.1 and system-rooted HTTPS share one pool that outlives reloads.
-            if r.upstream.protocol == UpstreamProtocol::Http1 && r.upstream.tls.is_none() {
-                shared.default_client.clone()
-            } else {
-                upstream::client(&r.upstream, &shared.default_tls)
-            }
+            let client =
+                if r.upstream.protocol == UpstreamProtocol::Http1 && r.upstream.tls.is_none() {
+                    shared.default_client.clone()
+                } else {
+                    upstream::client(&r.upstream, &shared.default_tls)
+                };
+            let key = (
+                r.upstream.https,
+                r.upstream.authority.as_str().to_ascii_lowercase(),
+            );
+            let kept = previous
+                .and_then(|p| p.slots.get(&key))
+                .filter(|s| s.limit() == limit);
+            let slots = slots
+                .entry(key)
+                .or_insert_with(|| {
+                    kept.cloned()
+                        .unwrap_or_else(|| Arc::new(Slots::new(limit, shared.metrics.clone())))
+                })
+                .clone();
+            (client, slots)
         });
         let (jwks_client, metrics) = (&shared.jwks_client, &shared.metrics);
         let auth = Authenticator::new(&config, jwks_client, metrics, previous.map(|p| &p.auth));
@@ -43,6 +65,7 @@ impl Snapshot {
             routes,
             auth,
             identity_headers,
+            slots,
         }
     }
 

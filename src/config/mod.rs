@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections beyond this many wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Requests in flight to one upstream (scheme and host:port) at once; more wait for a
+    /// slot within `upstream_timeout`.
+    pub max_upstream_requests: usize,
     /// Largest request head (request line and headers) accepted; beyond it, 431.
     pub max_header_bytes: usize,
     /// TLS termination; `None` serves plain HTTP (and h2c).

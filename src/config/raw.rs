@@ -45,6 +45,7 @@ pub(crate) struct RawServer {
     pub token_cache_entries: Option<u64>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_connections: Option<usize>,
+    pub max_upstream_requests: Option<usize>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub tls: Option<RawTls>,
 }

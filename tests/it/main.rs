@@ -13,4 +13,5 @@ mod operations;
 mod process;
 mod properties;
 mod protocols;
+mod slots;
 mod trailers;

@@ -26,6 +26,8 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 100_000;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Envoy's default for a cluster's requests in flight.
+const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// hyper cannot read a request head into a smaller buffer.
 const MIN_MAX_HEADER_BYTES: usize = 8192;
@@ -226,6 +228,14 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             }
             Some(n) => n,
             None => DEFAULT_MAX_CONNECTIONS,
+        },
+        max_upstream_requests: match raw.max_upstream_requests {
+            Some(0) => {
+                ctx.problem(None, "server.max_upstream_requests", "must be at least 1");
+                DEFAULT_MAX_UPSTREAM_REQUESTS
+            }
+            Some(n) => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+            None => DEFAULT_MAX_UPSTREAM_REQUESTS,
         },
         max_header_bytes: match &raw.max_header_bytes {
             Some(n) if *n.get_ref() < MIN_MAX_HEADER_BYTES => {

@@ -1,6 +1,9 @@
 //! Pooled keep-alive clients to the upstreams: plain HTTP/1.1 by default, HTTPS with the
 //! system's roots or a configured CA (and a client certificate for mTLS), and HTTP/2 for
-//! gRPC backends (h2c with prior knowledge, or h2 negotiated over TLS).
+//! gRPC backends (h2c with prior knowledge, or h2 negotiated over TLS); and the bound on
+//! requests in flight to each upstream (`slots`).
+
+mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Upstream, UpstreamProtocol};
 use crate::state::RequestBody;
+
+pub use slots::{SlotBody, Slots};
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
