@@ -5,6 +5,7 @@ bench/results.png (the chart). Also runnable alone to redraw from an existing JS
 """
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -101,6 +102,13 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         if util is not None and util < 0.9:
             fig += f" (Portcullis's core only {util:.0%} busy, so its req/s understates it)"
         fig += noisy((scenario, "portcullis"), (scenario, "envoy"))
+        ratios = [x["rps_ratio"] for x in res.meta.get("pairs", {}).get(scenario, []) if x.get("rps_ratio")]
+        if len(ratios) > 1:
+            med = statistics.median(ratios)
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            fig = f"median of {len(ratios)} back-to-back pairs {med:.2f}× ({each}); in the tables' run " + fig
+            out.append((label, fig, med >= factor))
+            return
         out.append((label, fig, p >= factor * e))
 
     throughput("eddsa-repeat", 5, "Repeated EdDSA token: throughput ≥ 5 × Envoy jwt_authn (one pinned core)")
@@ -227,7 +235,9 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
         f"**Runs:** {m['warmup_s']} s warm-up, then {m['duration_s']} s measured per run (distinct-token runs are cut "
         f"so no token is sent twice); a run during which other processes used more than {m['noise_limit_cores']} "
         "of a core is repeated (up to twice) and flagged if it stays noisy. The runs behind the headline CPU ratio "
-        "are measured three times and the median kept.",
+        "are measured three times and the median kept; the throughput targets against Envoy use the median ratio "
+        "of three back-to-back Portcullis/Envoy pairs (the tables' run and two more, each on a freshly started "
+        "contender).",
         "",
     ]
     if chart:
