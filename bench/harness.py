@@ -504,14 +504,15 @@ class Bench:
 
 def pair(p: dict, e: dict) -> dict:
     """Portcullis's and Envoy's figures from two back-to-back runs, and their ratios."""
-    ok = p.get("ok") and e.get("ok")
-    out = {k: r.get(key) for k, r, key in (
-        ("portcullis_rps", p, "rps"), ("envoy_rps", e, "rps"),
-        ("portcullis_cpu_us", p, "cpu_us_per_req"), ("envoy_cpu_us", e, "cpu_us_per_req"),
-    )}
-    out["ok"] = bool(ok)
-    out["rps_ratio"] = round(out["portcullis_rps"] / out["envoy_rps"], 3) if ok and out["envoy_rps"] else None
-    return out
+    ok = bool(p.get("ok") and e.get("ok") and e.get("rps"))
+    return {
+        "portcullis_rps": p.get("rps"),
+        "envoy_rps": e.get("rps"),
+        "portcullis_cpu_us": p.get("cpu_us_per_req"),
+        "envoy_cpu_us": e.get("cpu_us_per_req"),
+        "ok": ok,
+        "rps_ratio": round(p["rps"] / e["rps"], 3) if ok else None,
+    }
 
 
 def summary(row: dict) -> str:

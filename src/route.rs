@@ -184,11 +184,7 @@ mod tests {
             std::path::Path::new("."),
         )
         .unwrap();
-        let tls = crate::tls::client_config(None, None).unwrap();
-        let slots = Arc::new(Slots::new(1, Arc::new(crate::metrics::Metrics::new())));
-        RouteTable::new(&cfg.routes, |r| {
-            (crate::upstream::client(&r.upstream, &tls), slots.clone())
-        })
+        RouteTable::for_matching(&cfg.routes)
     }
 
     fn name(t: &RouteTable, p: &str) -> String {

@@ -42,13 +42,13 @@ impl Snapshot {
                 r.upstream.https,
                 r.upstream.authority.as_str().to_ascii_lowercase(),
             );
-            let kept = previous
-                .and_then(|p| p.slots.get(&key))
-                .filter(|s| s.limit() == limit);
             let slots = slots
                 .entry(key)
-                .or_insert_with(|| {
-                    kept.cloned()
+                .or_insert_with_key(|key| {
+                    previous
+                        .and_then(|p| p.slots.get(key))
+                        .filter(|s| s.limit() == limit)
+                        .cloned()
                         .unwrap_or_else(|| Arc::new(Slots::new(limit, shared.metrics.clone())))
                 })
                 .clone();
