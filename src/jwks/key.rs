@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use serde::Deserialize;
 
 use crate::alg::Alg;
@@ -75,8 +76,22 @@ pub enum SkipReason {
     BadMember,
     #[error("RSA modulus shorter than 2048 bits")]
     WeakRsa,
+    #[error("Ed25519 public key is not a canonical point of prime order")]
+    WeakEd25519,
     #[error("the key material was rejected")]
     Rejected,
+}
+
+/// Whether `x` encodes an Ed25519 public key a signature can be trusted under: a point
+/// on the curve, in its one canonical encoding, in the prime-order subgroup. A
+/// small-order key (the identity, or any of the other seven torsion points) lets a
+/// signature with `R` = a torsion point and `S` = 0 verify for any message, and a key
+/// with a torsion component makes verification depend on the verifier's equation.
+fn strong_ed25519(x: &[u8; 32]) -> bool {
+    let compressed = CompressedEdwardsY(*x);
+    compressed.decompress().is_some_and(|point| {
+        point.compress() == compressed && !point.is_small_order() && point.is_torsion_free()
+    })
 }
 
 impl Key {
@@ -113,10 +128,11 @@ impl Key {
             "OKP" => match jwk.crv.as_deref() {
                 Some("Ed25519") => {
                     let x = b64(&jwk.x)?;
-                    if x.len() != 32 {
-                        return Err(SkipReason::BadMember);
+                    let x: [u8; 32] = x.try_into().map_err(|_| SkipReason::BadMember)?;
+                    if !strong_ed25519(&x) {
+                        return Err(SkipReason::WeakEd25519);
                     }
-                    (vec![Alg::EdDSA], x)
+                    (vec![Alg::EdDSA], x.to_vec())
                 }
                 other => return Err(SkipReason::UnsupportedCurve(other.unwrap_or("").into())),
             },
@@ -434,5 +450,98 @@ mod tests {
         assert!(key.verify(Alg::RS256, t.signing_input, &t.signature));
         assert!(!key.verify(Alg::PS256, t.signing_input, &t.signature));
         no_bit_flip_verifies(key, Alg::RS256, t.signing_input, &t.signature);
+    }
+
+    fn ed25519(x: &[u8]) -> serde_json::Value {
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(x)})
+    }
+
+    fn hex32(h: &str) -> [u8; 32] {
+        let mut out = [0; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    /// With a small-order key, `R` = a torsion point and `S` = 0 verifies for any claims:
+    /// every token would be forgeable. Every such encoding, canonical or not, and a good
+    /// key with a torsion component added, is skipped when the JWKS loads.
+    #[test]
+    fn small_order_and_non_canonical_ed25519_keys_are_skipped() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut negative_identity = identity;
+        negative_identity[31] |= 0x80;
+        let weak = [
+            identity,
+            negative_identity,
+            [0; 32],
+            // y = -1 (order 2), and the two order-8 points.
+            hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+            hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+            hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+            // y = p (a non-canonical 0) and y = p + 1 (a non-canonical identity).
+            hex32("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+            hex32("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        ];
+        for x in weak {
+            assert!(
+                matches!(
+                    Key::from_jwk(&ed25519(&x), &Alg::ASYMMETRIC),
+                    Err(SkipReason::WeakEd25519)
+                ),
+                "{x:02x?}"
+            );
+        }
+        let good = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert!(Key::from_jwk(&ed25519(&good), &Alg::ASYMMETRIC).is_ok());
+        let point = CompressedEdwardsY(good.clone().try_into().unwrap())
+            .decompress()
+            .unwrap();
+        let mixed = (point + curve25519_dalek::constants::EIGHT_TORSION[1]).compress();
+        assert!(matches!(
+            Key::from_jwk(&ed25519(mixed.as_bytes()), &Alg::ASYMMETRIC),
+            Err(SkipReason::WeakEd25519)
+        ));
+    }
+
+    /// The verifier's own rules, with a good key: a small-order `R` with `S` = 0 does not
+    /// verify, and neither does a valid signature whose `S` is made non-canonical (+ L).
+    #[test]
+    fn ed25519_verification_refuses_small_order_r_and_non_canonical_s() {
+        let key = Key::from_jwk(
+            &serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}),
+            &Alg::ASYMMETRIC,
+        )
+        .unwrap();
+        let input = b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+        for r in [
+            hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+            hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        ] {
+            let forged = [r, [0; 32]].concat();
+            assert!(!key.verify(Alg::EdDSA, input, &forged));
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(
+                "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+            )
+            .unwrap();
+        assert!(key.verify(Alg::EdDSA, input, &signature));
+        // S + L, little-endian: the same scalar, a second encoding.
+        let l = hex32("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        let mut s_plus_l = signature.clone();
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = u16::from(signature[32 + i]) + u16::from(l[i]) + carry;
+            s_plus_l[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0);
+        assert!(!key.verify(Alg::EdDSA, input, &s_plus_l));
     }
 }
