@@ -32,13 +32,17 @@ pub enum Match<'a> {
     Route(&'a Arc<Route>),
     NoRoute,
     /// The path reads as two different routes depending on whether the backend drops
-    /// `;` parameters; neither reading can be trusted.
+    /// `;` parameters or matches paths case-insensitively (Express by default, ASP.NET,
+    /// IIS); neither reading can be trusted.
     Ambiguous,
 }
 
 pub struct RouteTable {
     /// Sorted by prefix depth, deepest first, so the first hit is the longest prefix.
     routes: Vec<(Vec<String>, Arc<Route>)>,
+    /// Some prefix has an ASCII capital, so even an all-lowercase path needs the
+    /// case-folded reading.
+    cased: bool,
 }
 
 impl RouteTable {
@@ -66,7 +70,11 @@ impl RouteTable {
             })
             .collect();
         routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
-        RouteTable { routes }
+        let cased = routes.iter().any(|(segs, _)| {
+            segs.iter()
+                .any(|s| s.bytes().any(|b| b.is_ascii_uppercase()))
+        });
+        RouteTable { routes, cased }
     }
 
     /// A table that only matches paths, for fuzz targets and property tests outside the
@@ -86,11 +94,19 @@ impl RouteTable {
         })
     }
 
+    /// The route of a path. Routes match case-sensitively, but a backend may not: a path
+    /// that selects another route when `;` parameters are dropped or ASCII case is folded
+    /// is refused, so `/API/admin` can never reach an admin handler through `/`.
     pub fn route(&self, path: &NormalizedPath) -> Match<'_> {
-        let strict = self.find(path.as_str(), false);
-        if path.has_params() {
-            let lenient = self.find(path.as_str(), true);
-            let same = match (strict, lenient) {
+        let p = path.as_str();
+        let strict = self.find(p, false, false);
+        let params = path.has_params();
+        let fold = self.cased || p.bytes().any(|b| b.is_ascii_uppercase());
+        for (drop_params, fold_case) in [(true, false), (false, true), (true, true)] {
+            if (drop_params && !params) || (fold_case && !fold) {
+                continue;
+            }
+            let same = match (strict, self.find(p, drop_params, fold_case)) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 (None, None) => true,
                 _ => false,
@@ -105,7 +121,7 @@ impl RouteTable {
         }
     }
 
-    fn find(&self, path: &str, drop_params: bool) -> Option<&Arc<Route>> {
+    fn find(&self, path: &str, drop_params: bool, fold_case: bool) -> Option<&Arc<Route>> {
         'routes: for (prefix, route) in &self.routes {
             let mut segs = path.split('/').filter(|s| !s.is_empty());
             for want in prefix {
@@ -117,7 +133,12 @@ impl RouteTable {
                 } else {
                     seg
                 };
-                if seg != want {
+                let hit = if fold_case {
+                    seg.eq_ignore_ascii_case(want)
+                } else {
+                    seg == want
+                };
+                if !hit {
                     continue 'routes;
                 }
             }
@@ -212,5 +233,16 @@ mod tests {
         assert_eq!(name(&t, "/api;x/tasks"), "ambiguous");
         assert_eq!(name(&t, "/api/tasks;x"), "ambiguous");
         assert_eq!(name(&t, "/api/tasks/1;v=2"), "tasks");
+    }
+
+    #[test]
+    fn a_path_that_case_folds_into_another_route_is_ambiguous() {
+        let t = table();
+        assert_eq!(name(&t, "/API/tasks"), "ambiguous");
+        assert_eq!(name(&t, "/api/Tasks/1"), "ambiguous");
+        assert_eq!(name(&t, "/Api;x/TASKS"), "ambiguous");
+        // Case outside the prefixes changes nothing.
+        assert_eq!(name(&t, "/api/tasks/AbC"), "tasks");
+        assert_eq!(name(&t, "/Static/Logo.PNG"), "root");
     }
 }
