@@ -16,6 +16,12 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// The bearer token of a request: `Ok(None)` when there is none (no `Authorization`
 /// header, or another scheme); an error when the header is ambiguous or malformed.
+///
+/// Strict on purpose (RFC 6750 §2.1: `Bearer 1*SP b64token`): a value that starts with
+/// the scheme name but does not follow that grammar (`Bearer<TAB>x`, `Bearerx`, `Bearer
+/// Bearer x`, a token with a space inside) is refused rather than read as "no token",
+/// because a backend that splits on any whitespace would read a token out of it that
+/// the gateway never checked. The scheme name is case-insensitive (RFC 9110 §11.1).
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -25,16 +31,28 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
         return Err(Error::MultipleAuthorization);
     }
     let bytes = value.as_bytes();
-    if bytes.len() < 7 || !bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+    if bytes.len() < 6 || !bytes[..6].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    let token = std::str::from_utf8(&bytes[7..])
-        .map_err(|_| TokenError::Malformed)?
-        .trim_matches(' ');
-    if token.is_empty() {
+    let Some(b' ') = bytes.get(6) else {
+        return Err(TokenError::Malformed.into());
+    };
+    let token = bytes[7..].trim_ascii_start().trim_ascii_end();
+    if token.is_empty() || !is_b64token(token) {
         return Err(TokenError::Malformed.into());
     }
-    Ok(Some(token))
+    Ok(Some(
+        std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?,
+    ))
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &[u8]) -> bool {
+    let body = t.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    body > 0
+        && t[..body].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// A structurally valid JWS whose signature has not been checked yet.
@@ -219,6 +237,39 @@ mod tests {
         assert_eq!(bearer(&h).unwrap(), None);
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         assert!(matches!(bearer(&h), Err(Error::MultipleAuthorization)));
+    }
+
+    /// A backend that splits `Authorization` on any whitespace would read a token out of
+    /// each of these; the gateway refuses them instead of passing them on unverified.
+    #[test]
+    fn a_malformed_bearer_is_refused_not_read_as_no_token() {
+        for bad in [
+            &b"Bearer\tabc"[..],
+            b"Bearerabc",
+            b"Bearer",
+            b"Bearer ",
+            b"Bearer Bearer abc",
+            b"Bearer abc def",
+            b"bearer abc\tdef",
+            b"Bearer a\xffb",
+            b"Bearer =abc",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_bytes(bad).unwrap());
+            assert!(
+                matches!(bearer(&h), Err(Error::InvalidToken(TokenError::Malformed))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer  a.b-c_d~e+f/g=="),
+        );
+        assert_eq!(bearer(&h).unwrap(), Some("a.b-c_d~e+f/g=="));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Digest bearer abc"));
+        assert_eq!(bearer(&h).unwrap(), None);
     }
 
     #[test]
