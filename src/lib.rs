@@ -9,6 +9,7 @@
 
 mod alg;
 mod body;
+mod client_ip;
 pub mod config;
 mod conn;
 mod cors;
@@ -35,7 +36,9 @@ pub use server::Gateway;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::error::{Error, TokenError};
-    pub use crate::headers::{IdentityHeaders, strip_hop_by_hop};
+    pub use crate::headers::{
+        IdentityHeaders, OVERRIDE_HEADERS, Outbound, rewrite_request, strip_hop_by_hop,
+    };
     pub use crate::jwks::{Key, KeySet};
     pub use crate::route::{Match, RouteTable};
     pub use crate::token::{bearer, parse as parse_token};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming};
@@ -16,6 +16,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
+use crate::client_ip;
 use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
 use crate::conn::ClientBody;
 use crate::cors;
@@ -28,11 +29,6 @@ use crate::state::{RequestBody, Shared, Snapshot};
 use crate::token;
 use crate::upstream::SlotBody;
 use crate::verify::Identity;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Facts about the client connection a request came in on.
 #[derive(Debug, Clone, Copy)]
@@ -140,9 +136,13 @@ async fn handle_inner(
     if req.method() == Method::CONNECT {
         return Err(Error::BadTarget);
     }
-    // Two Host headers could name two different sites to two different readers.
-    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
-        return Err(Error::BadTarget);
+    // Two Host headers could name two different sites to two different readers; an
+    // HTTP/1.1 request without one is malformed (RFC 9112 §3.2).
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(Error::BadTarget),
+        (None, None) if req.version() == Version::HTTP_11 => return Err(Error::BadTarget),
+        _ => {}
     }
     let path = path::normalize(req.uri().path())?;
     let route = match snap.routes.route(&path) {
@@ -234,119 +234,43 @@ async fn forward(
     identity: Option<&Identity>,
     mut req: Request<ClientBody>,
 ) -> Result<Response<Body>, Error> {
-    // An HTTP/1.1 upgrade (WebSocket): the token was checked on this very request; once
-    // the upstream agrees with a 101, bytes are relayed both ways untouched.
-    let upgrade =
-        upgrade_protocol(&req).filter(|_| route.upstream.protocol == UpstreamProtocol::Http1);
+    // A WebSocket upgrade on a route that allows one: the token was checked on this very
+    // request; once the upstream agrees with a 101, bytes are relayed both ways untouched.
+    // Every other `Upgrade` (h2c above all) is removed with the hop-by-hop headers.
+    let upgrade = websocket_upgrade(route, &req);
     let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    let uri = upstream_uri(route, path, parts.uri.query())?;
 
-    let mut target =
-        String::with_capacity(route.upstream.base_path.len() + path.as_str().len() + 64);
-    target.push_str(&route.upstream.base_path);
-    target.push_str(path.as_str());
-    if let Some(q) = parts.uri.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    let uri = Uri::builder()
-        .scheme(if route.upstream.https {
-            "https"
-        } else {
-            "http"
-        })
-        .authority(route.upstream.authority.clone())
-        .path_and_query(target)
-        .build()
-        .map_err(Error::Internal)?;
-
-    // The host the client asked for: `Host` (HTTP/1) or the `:authority` (HTTP/2).
-    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-
-    let h = &mut parts.headers;
-    // Order matters: client identity out, hop-by-hop out, then our identity in, so no
-    // header a client sends (`Connection: X-User-Id` included) can remove or replace it.
-    snap.identity_headers.strip(h);
-    headers::strip_hop_by_hop(h);
-    if !route.forward_authorization {
-        h.remove(header::AUTHORIZATION);
-    }
-    let peer_ip = conn.peer.ip().to_string();
-    let xff = forwarded_for(h, &peer_ip);
-    h.insert(X_FORWARDED_FOR.clone(), xff);
-    // The gateway speaks `X-Forwarded-*` and `X-Real-IP`; a client-sent `Forwarded` would
-    // let a backend that prefers it read forged client details.
-    h.remove(header::FORWARDED);
-    if let Ok(ip) = HeaderValue::from_str(&peer_ip) {
-        h.insert(X_REAL_IP.clone(), ip);
-    }
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    let client = client_ip::client_addr(
+        &snap.config.server.trusted_proxies,
+        conn.peer.ip(),
+        &parts.headers,
     );
-    match host {
-        Some(host) => {
-            h.insert(X_FORWARDED_HOST.clone(), host.clone());
-            h.insert(header::HOST, host);
-        }
-        None => {
-            h.remove(&X_FORWARDED_HOST);
-        }
-    }
-    if let Some(id) = identity {
-        h.insert(
-            snap.config.identity.user_id_header.clone(),
-            id.user_id.clone(),
-        );
-        for (name, value) in &id.claim_headers {
-            h.insert(name.clone(), value.clone());
-        }
-    }
-    if let Some(protocol) = &upgrade {
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        h.insert(header::UPGRADE, protocol.clone());
-    }
+    let outbound = headers::Outbound {
+        peer: conn.peer.ip(),
+        client: client.ip,
+        peer_trusted: client.peer_trusted,
+        tls: conn.tls,
+        authority: parts.uri.authority(),
+        upstream_h2: route.upstream.protocol == UpstreamProtocol::Http2,
+        // An `Authorization` the gateway did not verify (another scheme on an optional
+        // route) never reaches a backend that may trust it because the gateway "checked it".
+        keep_authorization: route.forward_authorization
+            && (route.auth == AuthMode::Public || identity.is_some()),
+        user: identity.map(|id| (&snap.config.identity.user_id_header, &id.user_id)),
+        claims: identity.map_or(&[], |id| &id.claim_headers),
+        upgrade: upgrade.as_ref(),
+    };
+    headers::rewrite_request(&mut parts.headers, &snap.identity_headers, &outbound);
     parts.uri = uri;
     parts.version = match route.upstream.protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::Http2 => {
-            // HTTP/2 names the host in `:authority` (the upstream's); the client's host
-            // travels in X-Forwarded-Host.
-            parts.headers.remove(header::HOST);
-            Version::HTTP_2
-        }
+        UpstreamProtocol::Http2 => Version::HTTP_2,
     };
 
-    // Trailers are headers too: a chunked upload must not smuggle an identity header in
-    // after the body, where a backend might merge it into the request headers.
-    let trailer_snap = snap.clone();
-    let body = body.map_frame(move |frame| match frame.into_trailers() {
-        Ok(mut trailers) => {
-            trailer_snap.identity_headers.strip(&mut trailers);
-            headers::strip_hop_by_hop(&mut trailers);
-            Frame::trailers(trailers)
-        }
-        Err(frame) => frame,
-    });
-    // A client body that breaks off mid-stream (a bad chunk, a reset) fails the upstream
-    // request; the flag tells that apart from the upstream failing.
     let client_body_failed = Arc::new(AtomicBool::new(false));
-    let flag = client_body_failed.clone();
-    let body = body.map_err(move |e| {
-        flag.store(true, Ordering::Relaxed);
-        e
-    });
-    // A chunked body has no length to check up front: it is cut off at the limit, and
-    // the failed upstream request becomes a 413.
-    let body: RequestBody = match route.max_body_bytes {
-        Some(limit) => Limited::new(body, limit as usize).boxed(),
-        None => body.map_err(Into::into).boxed(),
-    };
+    let body = upstream_body(snap, route, body, client_body_failed.clone());
     let upstream_req = Request::from_parts(parts, body);
     // The wait for a slot to the upstream counts against the same deadline as the
     // upstream's answer: a request never waits longer than `upstream_timeout` in all.
@@ -376,30 +300,101 @@ async fn forward(
     ))
 }
 
-/// The protocol a request asks to upgrade to: `Upgrade` with `Connection: upgrade` on
-/// HTTP/1.1.
-fn upgrade_protocol(req: &Request<ClientBody>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
+/// The upstream's URI: its scheme and authority, its base path, the normalized path and
+/// the query as the client sent it.
+fn upstream_uri(route: &Route, path: &NormalizedPath, query: Option<&str>) -> Result<Uri, Error> {
+    let mut target =
+        String::with_capacity(route.upstream.base_path.len() + path.as_str().len() + 64);
+    target.push_str(&route.upstream.base_path);
+    target.push_str(path.as_str());
+    if let Some(q) = query {
+        target.push('?');
+        target.push_str(q);
+    }
+    Uri::builder()
+        .scheme(if route.upstream.https {
+            "https"
+        } else {
+            "http"
+        })
+        .authority(route.upstream.authority.clone())
+        .path_and_query(target)
+        .build()
+        .map_err(Error::Internal)
+}
+
+/// The client's body as it goes upstream: trailers filtered like headers, cut off at the
+/// route's limit, and any failure of the client's stream flagged in `client_failed` (so a
+/// failed upstream request can tell the client's fault from the upstream's).
+fn upstream_body(
+    snap: &Arc<Snapshot>,
+    route: &Route,
+    body: ClientBody,
+    client_failed: Arc<AtomicBool>,
+) -> RequestBody {
+    // Trailers are headers too: a chunked upload must not smuggle an identity header in
+    // after the body, where a backend might merge it into the request headers.
+    let trailer_snap = snap.clone();
+    let body = body.map_frame(move |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            trailer_snap.identity_headers.strip(&mut trailers);
+            headers::strip_hop_by_hop(&mut trailers);
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    });
+    let body = body.map_err(move |e| {
+        client_failed.store(true, Ordering::Relaxed);
+        e
+    });
+    // A chunked body has no length to check up front: it is cut off at the limit, and
+    // the failed upstream request becomes a 413.
+    match route.max_body_bytes {
+        Some(limit) => Limited::new(body, limit as usize).boxed(),
+        None => body.map_err(Into::into).boxed(),
+    }
+}
+
+/// The WebSocket upgrade a request asks for, if its route allows one: HTTP/1.1,
+/// `Connection: upgrade` and a single `Upgrade: websocket`. Anything else (`h2c`,
+/// `TLS/1.2`, a list of protocols) is not an upgrade the gateway tunnels.
+fn websocket_upgrade(route: &Route, req: &Request<ClientBody>) -> Option<HeaderValue> {
+    if !route.websocket
+        || route.upstream.protocol != UpstreamProtocol::Http1
+        || req.version() != Version::HTTP_11
+    {
         return None;
     }
     let asks = req
         .headers()
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| req.headers().get(header::UPGRADE).cloned())
-        .flatten()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    let mut protocols = req.headers().get_all(header::UPGRADE).iter();
+    match (asks, protocols.next(), protocols.next()) {
+        (true, Some(p), None) if is_websocket(p) => Some(p.clone()),
+        _ => None,
+    }
 }
 
-/// Hands the client a 101 and relays the two upgraded connections to each other.
+fn is_websocket(v: &HeaderValue) -> bool {
+    v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+}
+
+/// Hands the client a 101 and relays the two upgraded connections to each other, only
+/// when the client asked for a WebSocket and the upstream switched to exactly that. Any
+/// other 101 is the upstream's fault: 502, and its connection is dropped with the
+/// response.
 fn relay_upgrade(
     mut resp: Response<Incoming>,
     client_side: Option<OnUpgrade>,
 ) -> Result<Response<Body>, Error> {
-    let Some(client_side) = client_side else {
-        // The upstream switched protocols nobody asked for.
+    let switched_to_websocket = {
+        let mut protocols = resp.headers().get_all(header::UPGRADE).iter();
+        matches!((protocols.next(), protocols.next()), (Some(p), None) if is_websocket(p))
+    };
+    let Some(client_side) = client_side.filter(|_| switched_to_websocket) else {
         return Err(Error::UpstreamProtocol);
     };
     let upstream_side = hyper::upgrade::on(&mut resp);
@@ -415,14 +410,13 @@ fn relay_upgrade(
         }
     });
     let (mut parts, _) = resp.into_parts();
-    let protocol = parts.headers.get(header::UPGRADE).cloned();
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = protocol {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocol);
-    }
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     Ok(Response::from_parts(parts, crate::body::full("")))
 }
 
@@ -436,20 +430,4 @@ fn body_limit_hit(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = err.source();
     }
     false
-}
-
-/// The client's `X-Forwarded-For` chain with the peer's address appended.
-fn forwarded_for(h: &http::HeaderMap, ip: &str) -> HeaderValue {
-    let mut chain: Vec<&str> = h
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        // An empty value would become an empty hop (`, 127.0.0.1`) a backend may read
-        // as the client's address.
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    chain.push(ip);
-    HeaderValue::from_str(&chain.join(", "))
-        .unwrap_or_else(|_| HeaderValue::from_str(ip).expect("an IP is a valid header value"))
 }

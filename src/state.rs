@@ -58,7 +58,8 @@ impl Snapshot {
         let auth = Authenticator::new(&config, jwks_client, metrics, previous.map(|p| &p.auth));
         let identity_headers = IdentityHeaders::new(
             std::iter::once(&config.identity.user_id_header)
-                .chain(config.identity.claim_headers.iter().map(|(_, h)| h)),
+                .chain(config.identity.claim_headers.iter().map(|(_, h)| h))
+                .chain(&config.identity.strip_headers),
         );
         Snapshot {
             config,

@@ -1,9 +1,15 @@
-//! Header rewriting at the trust boundary. From any set of request headers, stripping
-//! the identity headers and then the hop-by-hop ones leaves no header that a backend
-//! could fold (ASCII lowercase, `_` and `.` read as `-`) into an identity header, no
-//! hop-by-hop header, and nothing a `Connection` header named.
+//! Header rewriting at the trust boundary, as one pure function. From any set of request
+//! headers (and any combination of what the gateway established about the request),
+//! `rewrite_request` leaves: exactly the verified identity in the identity headers and
+//! nothing a backend could fold (ASCII lowercase, `_` and `.` read as `-`) into one; no
+//! override header (`X-Original-URL`, `Remote-User`, ...); no hop-by-hop header, no
+//! `HTTP2-Settings`, and no `Upgrade` but the WebSocket one the route allowed; nothing a
+//! `Connection` header named, except what the gateway itself sets afterwards; one
+//! `Cookie` at most; no `Authorization` the gateway did not verify; and an
+//! `X-Forwarded-For` that a direct client cannot choose.
 //!
-//! The input is a header block: lines of `name: value` (split at the first `:`).
+//! The input is a flags byte, then a header block: lines of `name: value` (split at the
+//! first `:`).
 
 #![no_main]
 
@@ -11,10 +17,10 @@ use std::sync::LazyLock;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::internals::{IdentityHeaders, strip_hop_by_hop};
+use portcullis::internals::{IdentityHeaders, OVERRIDE_HEADERS, Outbound, rewrite_request};
 
 const IDENTITY: [&str; 3] = ["x-user-id", "x-user-email", "x-auth.roles"];
-const HOP_BY_HOP: [&str; 7] = [
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -22,11 +28,23 @@ const HOP_BY_HOP: [&str; 7] = [
     "proxy-connection",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
+];
+/// What the gateway sets after stripping, so a `Connection` naming them cannot matter.
+const SET_BY_GATEWAY: [&str; 7] = [
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "host",
+    "x-user-id",
+    "x-user-email",
 ];
 
-static IDENTITY_HEADERS: LazyLock<IdentityHeaders> = LazyLock::new(|| {
+static STRIPPED: LazyLock<IdentityHeaders> = LazyLock::new(|| {
     let names: Vec<HeaderName> = IDENTITY
         .iter()
+        .chain(OVERRIDE_HEADERS.iter())
         .map(|n| HeaderName::from_static(n))
         .collect();
     IdentityHeaders::new(&names)
@@ -42,6 +60,9 @@ fn fold(name: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some((&flags, data)) = data.split_first() else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     for line in data.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -62,23 +83,63 @@ fuzz_target!(|data: &[u8]| {
         .filter(|t| !t.is_empty())
         .collect();
 
-    IDENTITY_HEADERS.strip(&mut headers);
-    strip_hop_by_hop(&mut headers);
+    let user_header = HeaderName::from_static("x-user-id");
+    let user_value = HeaderValue::from_static("alice");
+    let claims = [(
+        HeaderName::from_static("x-user-email"),
+        HeaderValue::from_static("alice@example.com"),
+    )];
+    let websocket = HeaderValue::from_static("websocket");
+    let verified = flags & 1 != 0;
+    let out = Outbound {
+        peer: "192.0.2.1".parse().unwrap(),
+        client: "192.0.2.1".parse().unwrap(),
+        peer_trusted: flags & 2 != 0,
+        tls: flags & 4 != 0,
+        authority: None,
+        upstream_h2: flags & 8 != 0,
+        keep_authorization: flags & 16 != 0,
+        user: verified.then_some((&user_header, &user_value)),
+        claims: if verified { &claims } else { &[] },
+        upgrade: (flags & 32 != 0).then_some(&websocket),
+    };
+    rewrite_request(&mut headers, &STRIPPED, &out);
 
     let identity: Vec<String> = IDENTITY.iter().map(|n| fold(n)).collect();
     for name in headers.keys() {
         let name = name.as_str();
-        assert!(
-            !identity.contains(&fold(name)),
-            "{name} survived as an identity header"
-        );
+        let folded = fold(name);
+        if identity.contains(&folded) {
+            assert!(verified && (name == "x-user-id" || name == "x-user-email"), "{name}");
+            assert_eq!(headers.get_all(name).iter().count(), 1, "{name}");
+        }
+        assert!(!OVERRIDE_HEADERS.contains(&folded.as_str()), "{name} survived");
+        if out.upgrade.is_some() && (name == "connection" || name == "upgrade") {
+            continue;
+        }
         assert!(!HOP_BY_HOP.contains(&name), "{name} survived");
         assert!(
-            !named.iter().any(|n| n == name.as_bytes()),
+            SET_BY_GATEWAY.contains(&name) || !named.iter().any(|n| n == name.as_bytes()),
             "{name} was named by Connection and survived"
         );
     }
+    if verified {
+        assert_eq!(headers["x-user-id"], "alice");
+    }
+    if let Some(ws) = out.upgrade {
+        assert_eq!(headers.get_all("upgrade").iter().collect::<Vec<_>>(), [ws]);
+        assert_eq!(headers["connection"], "upgrade");
+    }
     for te in headers.get_all(http::header::TE) {
         assert!(te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    }
+    assert!(headers.get_all(http::header::COOKIE).iter().count() <= 1);
+    if !out.keep_authorization {
+        assert!(!headers.contains_key(http::header::AUTHORIZATION));
+    }
+    let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    assert_eq!(xff.len(), 1);
+    if !out.peer_trusted {
+        assert_eq!(xff[0], "192.0.2.1");
     }
 });

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub max_upstream_requests: usize,
     /// Largest request head (request line and headers) accepted; beyond it, 431.
     pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the
+    /// gateway); from any other peer the header is replaced. Empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TLS termination; `None` serves plain HTTP (and h2c).
     pub tls: Option<TlsSettings>,
 }
@@ -126,7 +129,12 @@ pub struct RouteConfig {
     pub roles: Vec<String>,
     /// Names of the providers whose tokens this route accepts; `None`: all of them.
     pub providers: Option<Vec<String>>,
+    /// Whether a verified `Authorization` header goes on to the upstream. One the gateway
+    /// did not verify (another scheme on an optional route) never does.
     pub forward_authorization: bool,
+    /// WebSocket upgrades are tunnelled (after authentication); any other `Upgrade`
+    /// (`h2c` above all) is always removed.
+    pub websocket: bool,
     /// Largest request body accepted; beyond it, 413. `None`: no limit (streamed).
     pub max_body_bytes: Option<u64>,
     /// The route's CORS policy (its own `cors` table, else the global one).
@@ -170,6 +178,9 @@ pub struct IdentityConfig {
     pub user_id_header: HeaderName,
     /// `(claim, header)` pairs, in a stable order.
     pub claim_headers: Vec<(String, HeaderName)>,
+    /// Headers removed from every request in every spelling besides the identity headers:
+    /// the built-in override headers (less `insecure_keep_headers`) and `strip_headers`.
+    pub strip_headers: Vec<HeaderName>,
 }
 
 /// A configuration that could not be used. Names the file and, for each problem, the

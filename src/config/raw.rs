@@ -47,6 +47,7 @@ pub(crate) struct RawServer {
     pub max_connections: Option<usize>,
     pub max_upstream_requests: Option<usize>,
     pub max_header_bytes: Option<Spanned<usize>>,
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub tls: Option<RawTls>,
 }
 
@@ -97,6 +98,7 @@ pub(crate) struct RawRoute {
     pub roles: Option<Vec<String>>,
     pub providers: Option<Spanned<Vec<String>>>,
     pub forward_authorization: Option<bool>,
+    pub websocket: Option<bool>,
     pub max_body_bytes: Option<u64>,
     pub upstream_protocol: Option<crate::config::UpstreamProtocol>,
     pub upstream_tls: Option<RawUpstreamTls>,
@@ -108,6 +110,8 @@ pub(crate) struct RawRoute {
 pub(crate) struct RawIdentity {
     pub user_id_header: Option<Spanned<String>>,
     pub claim_headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub strip_headers: Option<Spanned<Vec<String>>>,
+    pub insecure_keep_headers: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

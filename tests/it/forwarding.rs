@@ -13,48 +13,10 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::support::servers::Seen;
 use crate::support::*;
-
-/// The status line and head of a response read off a raw connection.
-struct RawResp {
-    status: u16,
-    head: String,
-}
-
-/// Sends `request` byte for byte on a fresh connection (so header case, duplicates and
-/// targets that `http::Uri` refuses reach the gateway exactly as written) and reads the
-/// response until the server closes the connection.
-async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResp {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write the request");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
-        .await
-        .expect("the gateway closes the connection in time")
-        .expect("read the response");
-    let text = String::from_utf8_lossy(&buf);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    RawResp { status, head }
-}
-
-/// A `GET` with the exact target and header lines given, and `Connection: close`.
-fn raw_get(target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let mut req = format!("GET {target} HTTP/1.1\r\nHost: portcullis.test\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    req.into_bytes()
-}
 
 /// A header name as a backend that folds `_` and `.` into `-` would read it.
 fn folded(name: &str) -> String {
@@ -417,37 +379,44 @@ async fn two_host_headers_are_refused() {
     assert_eq!(f.upstream.hits(), 0);
 }
 
+/// The fixture's routes behind a gateway that trusts `X-Forwarded-For` from loopback (a
+/// load balancer on this host).
+async fn behind_a_trusted_proxy(f: &Fixture) -> TestGateway {
+    let body = format!(
+        "{}{}",
+        provider_toml(&f.jwks.url(), ""),
+        routes_toml(&f.upstream.url())
+    );
+    let gw = TestGateway::start_with_server("trusted_proxies = [\"127.0.0.0/8\"]", &body).await;
+    gw.wait_ready().await;
+    gw
+}
+
 #[tokio::test]
 async fn forwarding_headers_describe_the_client_and_keep_the_host() {
     let f = Fixture::start().await;
     let auth = format!("Bearer {}", f.token("alice"));
-    let resp = send(
-        f.gw.addr,
-        Method::GET,
-        "/api/tasks",
-        &[
-            ("authorization", &auth),
-            ("host", "app.example:8443"),
-            ("x-forwarded-for", "203.0.113.7, 198.51.100.1"),
-            ("x-forwarded-for", "192.0.2.9"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil.example"),
-        ],
-        "",
-    )
-    .await;
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("host", "app.example:8443"),
+        ("x-forwarded-for", "203.0.113.7, 198.51.100.1"),
+        ("x-forwarded-for", "192.0.2.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-real-ip", "203.0.113.7"),
+    ];
+    let resp = send(f.gw.addr, Method::GET, "/api/tasks", &headers, "").await;
     assert_eq!(resp.status, StatusCode::OK);
     let seen = f.upstream.last();
-    assert_eq!(
-        seen.one("x-forwarded-for"),
-        Some("203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1")
-    );
+    // A peer that is not a trusted proxy cannot choose the address it is known by: the
+    // gateway owns the chain at the edge.
+    assert_eq!(seen.one("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.one("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(seen.one("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.one("x-forwarded-host"), Some("app.example:8443"));
     assert_eq!(seen.one("host"), Some("app.example:8443"));
     assert_eq!(seen.one("authorization"), Some(auth.as_str()));
 
-    // Without a client chain the gateway starts one.
     f.gw.get("/public/x", &[]).await;
     let seen = f.upstream.last();
     assert_eq!(seen.one("x-forwarded-for"), Some("127.0.0.1"));
@@ -455,18 +424,31 @@ async fn forwarding_headers_describe_the_client_and_keep_the_host() {
         seen.one("x-forwarded-host"),
         Some(f.gw.addr.to_string().as_str())
     );
+
+    // Behind a trusted proxy the chain goes on, the peer appended, and the client is the
+    // nearest hop that is not a trusted proxy.
+    let gw = behind_a_trusted_proxy(&f).await;
+    let resp = send(gw.addr, Method::GET, "/api/tasks", &headers, "").await;
+    assert_eq!(resp.status, StatusCode::OK);
+    let seen = f.upstream.last();
+    assert_eq!(
+        seen.one("x-forwarded-for"),
+        Some("203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1")
+    );
+    assert_eq!(seen.one("x-real-ip"), Some("192.0.2.9"));
 }
 
 #[tokio::test]
 async fn an_empty_x_forwarded_for_leaves_no_empty_hop() {
     let f = Fixture::start().await;
+    let gw = behind_a_trusted_proxy(&f).await;
     for (client, want) in [
         (vec![""], "127.0.0.1"),
         (vec![" "], "127.0.0.1"),
         (vec!["", "203.0.113.7"], "203.0.113.7, 127.0.0.1"),
     ] {
         let headers: Vec<(&str, &str)> = client.iter().map(|v| ("x-forwarded-for", *v)).collect();
-        let resp = send(f.gw.addr, Method::GET, "/public/x", &headers, "").await;
+        let resp = send(gw.addr, Method::GET, "/public/x", &headers, "").await;
         assert_eq!(resp.status, StatusCode::OK);
         assert_eq!(
             f.upstream.last().one("x-forwarded-for"),

@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod boundary;
 mod cors;
 mod forwarding;
 mod hardening;

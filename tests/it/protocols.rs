@@ -51,6 +51,15 @@ async fn websocket_echo() -> (String, Arc<std::sync::Mutex<Vec<Option<String>>>>
     (url, seen)
 }
 
+/// The standard routes, with WebSocket upgrades allowed on `/api`.
+fn websocket_routes_toml(upstream: &str) -> String {
+    routes_toml(upstream).replacen(
+        "prefix = \"/api\"\n",
+        "prefix = \"/api\"\nwebsocket = true\n",
+        1,
+    )
+}
+
 #[tokio::test]
 async fn websocket_upgrades_pass_after_auth_and_echo() {
     let key = SigningKey::ed25519("k1");
@@ -59,7 +68,7 @@ async fn websocket_upgrades_pass_after_auth_and_echo() {
     let gw = TestGateway::start(&format!(
         "{}{}",
         provider_toml(&jwks.url(), ""),
-        routes_toml(&ws_url)
+        websocket_routes_toml(&ws_url)
     ))
     .await;
     gw.wait_ready().await;

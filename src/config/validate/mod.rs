@@ -2,13 +2,14 @@
 //! line, then reported at once, so an operator fixes a file in one pass.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use http::HeaderName;
+use ipnet::IpNet;
 use toml::Spanned;
 
 use super::raw::{RawConfig, RawIdentity, RawServer};
@@ -249,6 +250,7 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             Some(n) => *n.get_ref(),
             None => DEFAULT_MAX_HEADER_BYTES,
         },
+        trusted_proxies: trusted_proxies(ctx, raw.trusted_proxies.as_ref()),
         tls: raw.tls.as_ref().and_then(|t| {
             let cert = resolve(base_dir, t.cert.get_ref());
             let key = resolve(base_dir, t.key.get_ref());
@@ -261,6 +263,24 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             }
         }),
     }
+}
+
+/// `server.trusted_proxies`: networks (`10.0.0.0/8`) or single addresses.
+fn trusted_proxies(ctx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<String>>>) -> Vec<IpNet> {
+    let Some(list) = raw else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in list.get_ref() {
+        let entry = entry.trim();
+        match IpNet::from_str(entry).or_else(|_| IpAddr::from_str(entry).map(IpNet::from)) {
+            Ok(net) => out.push(net.trunc()),
+            Err(_) => ctx.problem(
+                Some(list.span()),
+                "server.trusted_proxies",
+                format!("`{entry}` is not an IP address or a network such as \"10.0.0.0/8\""),
+            ),
+        }
+    }
+    out
 }
 
 fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {
@@ -294,10 +314,60 @@ fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {
             claim_headers.push((claim.clone(), name));
         }
     }
+    let strip_headers = strip_headers(ctx, raw, &seen);
     IdentityConfig {
         user_id_header,
         claim_headers,
+        strip_headers,
     }
+}
+
+/// The built-in override headers, less `insecure_keep_headers`, plus `strip_headers`.
+fn strip_headers(
+    ctx: &mut Ctx<'_>,
+    raw: &RawIdentity,
+    identity: &HashSet<String>,
+) -> Vec<HeaderName> {
+    let mut keep = HashSet::new();
+    if let Some(list) = &raw.insecure_keep_headers {
+        for name in list.get_ref() {
+            let k = headers::spelling_key(name);
+            if identity.contains(&k) {
+                ctx.problem(
+                    Some(list.span()),
+                    "identity.insecure_keep_headers",
+                    format!(
+                        "`{name}` is an identity header: a client copy of it is always removed"
+                    ),
+                );
+            } else if !headers::OVERRIDE_HEADERS.contains(&k.as_str()) {
+                ctx.problem(
+                    Some(list.span()),
+                    "identity.insecure_keep_headers",
+                    format!("`{name}` is not one of the headers removed by default"),
+                );
+            }
+            keep.insert(k);
+        }
+    }
+    let mut out: Vec<HeaderName> = headers::OVERRIDE_HEADERS
+        .iter()
+        .filter(|h| !keep.contains(**h))
+        .map(|h| HeaderName::from_static(h))
+        .collect();
+    if let Some(list) = &raw.strip_headers {
+        for name in list.get_ref() {
+            match HeaderName::from_str(name) {
+                Ok(h) if !headers::is_reserved(&h) => out.push(h),
+                _ => ctx.problem(
+                    Some(list.span()),
+                    "identity.strip_headers",
+                    format!("`{name}` is not a header name the gateway can remove (not one it manages itself)"),
+                ),
+            }
+        }
+    }
+    out
 }
 
 fn identity_header(

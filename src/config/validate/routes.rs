@@ -149,6 +149,7 @@ pub(super) fn routes(
         }
 
         if let Some(upstream) = upstream {
+            let websocket = websocket(ctx, raw, &key("websocket"), upstream.protocol);
             out.push(RouteConfig {
                 name: Arc::new(name),
                 prefix: canonical,
@@ -159,6 +160,7 @@ pub(super) fn routes(
                 roles,
                 providers: route_providers,
                 forward_authorization: raw.forward_authorization.unwrap_or(true),
+                websocket,
                 max_body_bytes: raw.max_body_bytes,
                 cors: match &raw.cors {
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
@@ -168,6 +170,19 @@ pub(super) fn routes(
         }
     }
     out
+}
+
+/// `websocket = true` needs an HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism.
+fn websocket(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, protocol: UpstreamProtocol) -> bool {
+    let on = raw.websocket.unwrap_or(false);
+    if on && protocol != UpstreamProtocol::Http1 {
+        ctx.problem(
+            Some(raw.name.span()),
+            key,
+            "WebSocket upgrades need upstream_protocol = \"http1\"",
+        );
+    }
+    on
 }
 
 fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {

@@ -7,6 +7,8 @@ pub mod servers;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -265,4 +267,41 @@ pub async fn send(
         headers,
         body,
     }
+}
+
+/// The status line and head of a response read off a raw connection.
+pub struct RawResp {
+    pub status: u16,
+    pub head: String,
+}
+
+/// Sends `request` byte for byte on a fresh connection (so header case, duplicates and
+/// targets that `http::Uri` refuses reach the gateway exactly as written) and reads the
+/// response until the server closes the connection.
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> RawResp {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
+        .await
+        .expect("the gateway closes the connection in time")
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&buf);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    RawResp { status, head }
+}
+
+/// A `GET` with the exact target and header lines given, and `Connection: close`.
+pub fn raw_get(target: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: portcullis.test\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req.into_bytes()
 }
