@@ -3,12 +3,10 @@
 //! Rendering is pure: a status, RFC 6750 `WWW-Authenticate` where it applies, and a small
 //! JSON body that never carries a token, a key or an internal detail.
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::path::PathError;
 
 /// Why a token was refused. Each reason has a fixed, token-free description.
@@ -83,7 +81,7 @@ pub enum Error {
     // The client's fault.
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
-    #[error("the path reads as different routes depending on `;` parameters")]
+    #[error("the path reads as different routes depending on `;` parameters or letter case")]
     AmbiguousPath,
     #[error("unsupported request target")]
     BadTarget,
@@ -115,7 +113,7 @@ pub enum Error {
     UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
-    #[error("upstream switched protocols unasked")]
+    #[error("upstream switched to a protocol the client did not ask for")]
     UpstreamProtocol,
 
     // Ours.
@@ -179,6 +177,31 @@ impl Error {
         }
     }
 
+    /// How authentication ended, for `portcullis_auth_total{outcome}`: the token's refusal
+    /// reason, or what kept the gateway from checking it.
+    pub fn auth_outcome(&self) -> &'static str {
+        match self {
+            Error::InvalidToken(t) => t.reason(),
+            Error::MissingToken => "missing",
+            Error::InsufficientScope => "insufficient_scope",
+            Error::KeysUnavailable { stale: true, .. } => "keys_stale",
+            Error::KeysUnavailable { stale: false, .. } => "keys_unavailable",
+            _ => "error",
+        }
+    }
+
+    /// What went wrong with the upstream, for `portcullis_upstream_errors_total{kind}`;
+    /// `None` when the upstream is not to blame.
+    pub fn upstream_failure(&self) -> Option<&'static str> {
+        match self {
+            Error::UpstreamTimeout => Some("timeout"),
+            Error::UpstreamUnavailable(u) if u.is_connect() => Some("connect"),
+            Error::UpstreamUnavailable(_) => Some("reset"),
+            Error::UpstreamProtocol => Some("protocol"),
+            _ => None,
+        }
+    }
+
     /// The machine-readable `error` code of the JSON body.
     fn code(&self) -> &'static str {
         match self {
@@ -218,11 +241,7 @@ impl Error {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let body = serde_json::json!({ "error": self.code(), "message": self.message() });
-        let mut resp = Response::new(
-            Full::new(Bytes::from(body.to_string()))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
+        let mut resp = Response::new(body::full(body.to_string()));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(
@@ -263,4 +282,28 @@ impl Error {
         }
         resp
     }
+}
+
+/// `a: b: c` from an error and its sources, for one log line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Whether `e`, or any error in its chain of sources, is a `T`.
+pub fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

@@ -11,10 +11,6 @@ use crate::route::RouteTable;
 use crate::upstream::{self, Slots, UpstreamClient};
 use crate::verify::Authenticator;
 
-/// Request bodies go upstream as streamed by the client, with their trailers filtered.
-pub type RequestBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 pub struct Snapshot {
     pub config: Config,
     pub routes: RouteTable,

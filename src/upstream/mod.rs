@@ -13,8 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::body::RequestBody;
 use crate::config::{Upstream, UpstreamProtocol};
-use crate::state::RequestBody;
 
 pub use slots::{SlotBody, Slots};
 
