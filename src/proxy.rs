@@ -1,7 +1,10 @@
-//! The request pipeline: normalize -> route -> authenticate -> rewrite -> forward -> log.
-//! `handle_inner` returns `Result`; `handle` alone logs, and renders errors. No error
-//! path forwards anything: the request reaches the upstream only at the end of
-//! `forward`, after every check has passed.
+//! The request pipeline, as named stages: check the target, route (on the normalized
+//! path), answer a CORS preflight, authenticate (and authorize), admit (method and body
+//! size), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
+//! is a short function over its own module; a new stage is one line in `handle_inner`.
+//! `handle_inner` returns `Result`; `handle` alone counts, logs and renders. No error path
+//! forwards anything: the request reaches the upstream only at the end of `forward`,
+//! after every stage has passed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,17 +18,17 @@ use hyper::body::{Frame, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::client_ip;
 use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
 use crate::conn::ClientBody;
 use crate::cors;
-use crate::error::{Blame, Error, TokenError};
+use crate::error::{self, Blame, Error, TokenError};
 use crate::headers;
 use crate::metrics::NONE;
 use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match, Route};
-use crate::state::{RequestBody, Shared, Snapshot};
+use crate::state::{Shared, Snapshot};
 use crate::token;
 use crate::upstream::SlotBody;
 use crate::verify::Identity;
@@ -37,12 +40,16 @@ pub struct Conn {
     pub tls: bool,
 }
 
-/// What the access log line says about a request, filled in as the pipeline goes.
+/// What the pipeline learned about a request, filled in stage by stage, for the one
+/// access-log line and the one count of each outcome that `handle` makes.
 #[derive(Default)]
 struct Trace {
     path: Option<NormalizedPath>,
     route: Option<Arc<Route>>,
     identity: Option<Arc<Identity>>,
+    /// How authentication ended (`ok`, or why not) and for which provider; `None` when
+    /// no credential was looked at.
+    auth: Option<(Option<usize>, &'static str)>,
     /// A CORS preflight answered by the gateway (its headers are already complete).
     preflight: bool,
 }
@@ -87,6 +94,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
     shared
         .metrics
         .request(route_label, &method, resp.status(), elapsed);
+    if let Some((provider, outcome)) = trace.auth {
+        let name = provider.map_or(&*NONE, |i| &snap.auth.providers()[i].config.name);
+        shared.metrics.auth(name, outcome);
+    }
     tracing::info!(
         target: "portcullis::access",
         method = %method,
@@ -102,24 +113,14 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
 
 /// Logs an error at the level its blame deserves and counts upstream failures.
 fn record_error(shared: &Shared, trace: &Trace, conn: Conn, e: &Error) {
-    let kind = match e {
-        Error::UpstreamTimeout => Some("timeout"),
-        Error::UpstreamUnavailable(u) if u.is_connect() => Some("connect"),
-        Error::UpstreamUnavailable(_) => Some("reset"),
-        Error::UpstreamProtocol => Some("protocol"),
-        _ => None,
-    };
-    if let Some(kind) = kind {
+    if let Some(kind) = e.upstream_failure() {
         let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
         shared.metrics.upstream_error(route, kind);
     }
-    let chain = crate::jwks::error_chain(e);
+    let chain = error::chain(e);
     match e.blame() {
         Blame::Client => {
-            let reason = match e {
-                Error::InvalidToken(t) => t.reason(),
-                _ => "-",
-            };
+            let reason = trace.auth.map_or("-", |(_, outcome)| outcome);
             tracing::debug!(peer = %conn.peer, reason, "refused: {chain}")
         }
         Blame::Dependency => tracing::warn!(peer = %conn.peer, "failed: {chain}"),
@@ -133,17 +134,40 @@ async fn handle_inner(
     req: Request<ClientBody>,
     trace: &mut Trace,
 ) -> Result<Response<Body>, Error> {
+    check_target(&req)?;
+    let (path, route) = find_route(snap, &req, trace)?;
+    if let Some(cors) = &route.cors
+        && cors::is_preflight(req.method(), req.headers())
+    {
+        // Answered here, without a token: a preflight is never forwarded.
+        trace.preflight = true;
+        return cors.preflight(req.headers());
+    }
+    let identity = authenticate(snap, &route, &req, trace).await?;
+    admit(&route, &req)?;
+    forward(snap, conn, &route, &path, identity.as_deref(), req).await
+}
+
+/// Refuses what no route can serve: `CONNECT`, and a request whose `Host` is missing
+/// (HTTP/1.1, RFC 9112 §3.2) or given twice (two readers could pick two sites).
+fn check_target(req: &Request<ClientBody>) -> Result<(), Error> {
     if req.method() == Method::CONNECT {
         return Err(Error::BadTarget);
     }
-    // Two Host headers could name two different sites to two different readers; an
-    // HTTP/1.1 request without one is malformed (RFC 9112 §3.2).
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => return Err(Error::BadTarget),
-        (None, None) if req.version() == Version::HTTP_11 => return Err(Error::BadTarget),
-        _ => {}
+        (_, Some(_)) => Err(Error::BadTarget),
+        (None, None) if req.version() == Version::HTTP_11 => Err(Error::BadTarget),
+        _ => Ok(()),
     }
+}
+
+/// Normalizes the path once and finds its route; the same path is forwarded.
+fn find_route(
+    snap: &Snapshot,
+    req: &Request<ClientBody>,
+    trace: &mut Trace,
+) -> Result<(NormalizedPath, Arc<Route>), Error> {
     let path = path::normalize(req.uri().path())?;
     let route = match snap.routes.route(&path) {
         Match::Route(r) => r.clone(),
@@ -152,61 +176,41 @@ async fn handle_inner(
     };
     trace.path = Some(path.clone());
     trace.route = Some(route.clone());
-    if let Some(cors) = &route.cors
-        && cors::is_preflight(req.method(), req.headers())
-    {
-        // Answered here, without a token: a preflight is never forwarded.
-        trace.preflight = true;
-        return cors.preflight(req.headers());
-    }
-    let identity = match route.auth {
-        AuthMode::Public => None,
-        AuthMode::Required | AuthMode::Optional => match token::bearer(req.headers()) {
-            Err(e) => return Err(snap.auth.refused(None, e)),
-            Ok(None) if route.auth == AuthMode::Required => {
-                return Err(snap.auth.refused(None, Error::MissingToken));
-            }
-            Ok(None) => None,
-            // On an optional route a bad token is still a 401: never downgraded to anonymous.
-            Ok(Some(t)) => {
-                let id = snap.auth.authenticate(t).await?;
-                trace.identity = Some(id.clone());
-                authorize(snap, &route, &id)
-                    .map_err(|e| snap.auth.refused(Some(id.provider), e))?;
-                Some(id)
-            }
-        },
-    };
-
-    // After authentication, so an anonymous caller cannot probe which methods exist.
-    if !route::allows(&route, req.method(), req.headers()) {
-        return Err(method_not_allowed(&route));
-    }
-    if let Some(limit) = route.max_body_bytes {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(Error::PayloadTooLarge);
-        }
-    }
-    forward(snap, conn, &route, &path, identity.as_deref(), req).await
+    Ok((path, route))
 }
 
-fn method_not_allowed(route: &RouteConfig) -> Error {
-    let allow = route
-        .methods
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    Error::MethodNotAllowed {
-        allow: HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+/// Who the request is from, and whether the route lets them in. On an optional route a
+/// request without a bearer token passes anonymously, but a bad token is still a 401:
+/// never downgraded to anonymous. The outcome is recorded once, in the trace.
+async fn authenticate(
+    snap: &Snapshot,
+    route: &Route,
+    req: &Request<ClientBody>,
+    trace: &mut Trace,
+) -> Result<Option<Arc<Identity>>, Error> {
+    if route.auth == AuthMode::Public {
+        return Ok(None);
     }
+    let token = match token::bearer(req.headers()) {
+        Ok(Some(t)) => Ok(t),
+        Ok(None) if route.auth == AuthMode::Optional => return Ok(None),
+        Ok(None) => Err(Error::MissingToken),
+        Err(e) => Err(e),
+    };
+    let token = token.inspect_err(|e| trace.auth = Some((None, e.auth_outcome())))?;
+    let id = snap.auth.authenticate(token).await.map_err(|refusal| {
+        trace.auth = Some((refusal.provider, refusal.error.auth_outcome()));
+        refusal.error
+    })?;
+    trace.identity = Some(id.clone());
+    let authorized = authorize(snap, route, &id);
+    trace.auth = Some((
+        Some(id.provider),
+        authorized
+            .as_ref()
+            .map_or_else(Error::auth_outcome, |_| "ok"),
+    ));
+    authorized.map(|()| Some(id))
 }
 
 /// Route-level checks on a verified identity: the issuer, then scopes (all) and roles (any).
@@ -224,6 +228,39 @@ fn authorize(snap: &Snapshot, route: &RouteConfig, id: &Identity) -> Result<(), 
         return Err(Error::InsufficientScope);
     }
     Ok(())
+}
+
+/// The route's method list and body limit. After authentication, so an anonymous caller
+/// cannot probe which methods exist.
+fn admit(route: &Route, req: &Request<ClientBody>) -> Result<(), Error> {
+    if !route::allows(route, req.method(), req.headers()) {
+        return Err(method_not_allowed(route));
+    }
+    if let Some(limit) = route.max_body_bytes {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(Error::PayloadTooLarge);
+        }
+    }
+    Ok(())
+}
+
+fn method_not_allowed(route: &RouteConfig) -> Error {
+    let allow = route
+        .methods
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::MethodNotAllowed {
+        allow: HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("")),
+    }
 }
 
 async fn forward(
@@ -280,7 +317,9 @@ async fn forward(
     };
     let (slot, resp) = match tokio::time::timeout(snap.config.server.upstream_timeout, send).await {
         Err(_) => return Err(Error::UpstreamTimeout),
-        Ok((_, Err(e))) if body_limit_hit(&e) => return Err(Error::PayloadTooLarge),
+        Ok((_, Err(e))) if error::caused_by::<LengthLimitError>(&e) => {
+            return Err(Error::PayloadTooLarge);
+        }
         Ok((_, Err(e))) if client_body_failed.load(Ordering::Relaxed) => {
             return Err(Error::BadBody(e));
         }
@@ -418,16 +457,4 @@ fn relay_upgrade(
         .headers
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     Ok(Response::from_parts(parts, crate::body::full("")))
-}
-
-/// Whether an upstream request failed because the client's body passed the route limit.
-fn body_limit_hit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }

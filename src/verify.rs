@@ -16,13 +16,21 @@ use crate::alg::Alg;
 use crate::config::{Config, IdentityConfig, KeySource, ProviderConfig};
 use crate::error::{Error, TokenError};
 use crate::jwks::{Key, KeySet, KeyStore, Refetch};
-use crate::metrics::{Metrics, NONE};
+use crate::metrics::Metrics;
 use crate::token::{self, Claims, Unverified};
 
 /// Longest `sub` accepted; it becomes a header value the backend filters by.
 const MAX_SUBJECT_LEN: usize = 255;
 /// Longest claim value copied into a header.
 const MAX_CLAIM_HEADER_LEN: usize = 4096;
+
+/// A token the gateway refused, and the provider it was checked against when it got
+/// that far (it labels the metric).
+#[derive(Debug)]
+pub struct Refusal {
+    pub provider: Option<usize>,
+    pub error: Error,
+}
 
 /// Who the request is from, as the gateway verified it.
 #[derive(Debug)]
@@ -177,29 +185,16 @@ impl Authenticator {
         })
     }
 
-    /// Counts a refusal in the metrics and hands the error back.
-    pub fn refused(&self, provider: Option<usize>, e: Error) -> Error {
-        let outcome = match &e {
-            Error::InvalidToken(t) => t.reason(),
-            Error::MissingToken => "missing",
-            Error::InsufficientScope => "insufficient_scope",
-            Error::KeysUnavailable { stale: true, .. } => "keys_stale",
-            Error::KeysUnavailable { stale: false, .. } => "keys_unavailable",
-            _ => "error",
-        };
-        let name = provider.map_or(&*NONE, |i| &self.providers[i].config.name);
-        self.metrics.auth(name, outcome);
-        e
-    }
-
     pub fn providers(&self) -> &[Provider] {
         &self.providers
     }
 
-    /// Verifies `token` and returns who it speaks for.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Error> {
+    /// Verifies `token` and returns who it speaks for. Counts nothing: the pipeline
+    /// counts each request's outcome once.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Refusal> {
+        let refused = |provider, error: Error| Refusal { provider, error };
         if token.len() > token::MAX_TOKEN_LEN {
-            return Err(self.refused(None, TokenError::TooLarge.into()));
+            return Err(refused(None, TokenError::TooLarge.into()));
         }
         let hash: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
             .as_ref()
@@ -210,23 +205,18 @@ impl Authenticator {
             self.metrics.token_cache(hit.is_some());
             if let Some(id) = hit {
                 if self.still_valid(&id) {
-                    self.metrics
-                        .auth(&self.providers[id.provider].config.name, "ok");
                     return Ok(id);
                 }
                 cache.invalidate(&hash);
             }
         }
-        let t = token::parse(token).map_err(|e| self.refused(None, e.into()))?;
-        let index = self
-            .provider_for(&t)
-            .map_err(|e| self.refused(None, e.into()))?;
+        let t = token::parse(token).map_err(|e| refused(None, e.into()))?;
+        let index = self.provider_for(&t).map_err(|e| refused(None, e.into()))?;
         let id = Arc::new(
             self.verify(index, t)
                 .await
-                .map_err(|e| self.refused(Some(index), e))?,
+                .map_err(|e| refused(Some(index), e))?,
         );
-        self.metrics.auth(&self.providers[index].config.name, "ok");
         if let Some(cache) = &self.cache {
             cache.insert(hash, id.clone());
         }

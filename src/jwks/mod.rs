@@ -189,7 +189,7 @@ impl KeyStore {
                     self.metrics.jwks_fetch(&self.provider, false);
                     tracing::warn!(
                         provider = %self.provider, url = %self.config.url, reason,
-                        error = %error_chain(&e),
+                        error = %crate::error::chain(&e),
                         "JWKS fetch failed; keeping the last good keys"
                     );
                     return Err(());
@@ -261,16 +261,4 @@ fn clock_ms() -> u64 {
     static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
     let epoch = *EPOCH;
     epoch.elapsed().as_millis() as u64 + 1
-}
-
-/// `a: b: c` from an error and its sources, for one log line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
