@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cors;
+mod discovery;
 mod forwarding;
 mod hardening;
 mod idle;
@@ -13,5 +14,6 @@ mod operations;
 mod process;
 mod properties;
 mod protocols;
+mod providers;
 mod slots;
 mod trailers;
