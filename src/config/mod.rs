@@ -319,13 +319,20 @@ impl Config {
             } else {
                 format!("audiences {}", p.audiences.join(", "))
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {}: issuer {}, {keys}, algorithms {}, {aud}",
                 p.name,
                 p.issuer,
                 algs.join(",")
             );
+            if let Some(c) = &p.roles_claim {
+                let _ = write!(s, ", roles from {c}");
+            }
+            if let Some(c) = &p.scopes_claim {
+                let _ = write!(s, ", scopes from {c}");
+            }
+            let _ = writeln!(s);
         }
         let _ = writeln!(s, "{} route(s):", self.routes.len());
         for r in &self.routes {
