@@ -250,20 +250,12 @@ impl KeyStore {
         let mut known = self.discovered.lock().expect("discovered uri poisoned");
         match result {
             Ok(uri) => {
-                if self
-                    .refusal
-                    .lock()
-                    .expect("refusal poisoned")
-                    .take()
-                    .is_some()
-                {
+                let was_refused = self.refusal.lock().expect("refusal poisoned").take();
+                if was_refused.is_some() {
                     tracing::info!(provider = %self.provider, %document, "discovery document accepted again");
                 }
-                match known.as_ref() {
-                    Some(old) if *old != uri => {
-                        tracing::info!(provider = %self.provider, from = %old, to = %uri, "jwks_uri moved; following it");
-                    }
-                    _ => {}
+                if let Some(old) = known.as_ref().filter(|old| **old != uri) {
+                    tracing::info!(provider = %self.provider, from = %old, to = %uri, "jwks_uri moved; following it");
                 }
                 *known = Some(uri.clone());
                 Ok(uri)
