@@ -178,11 +178,29 @@ impl Claims {
         })
     }
 
-    /// `scope` (space-separated string or array), `scp` and `scopes` (array or string).
-    pub fn scopes(&self) -> Vec<String> {
+    /// The claim `name`: the top-level claim of exactly that name when there is one
+    /// (namespaced names such as "https://example.com/roles" hold dots and slashes),
+    /// otherwise, for a dotted name, the path through nested objects
+    /// ("realm_access.roles" reads `roles` inside `realm_access`).
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        if let Some(v) = self.all.get(name) {
+            return Some(v);
+        }
+        let mut parts = name.split('.');
+        let first = self.all.get(parts.next()?)?;
+        parts.try_fold(first, |v, part| v.as_object()?.get(part))
+    }
+
+    /// The scopes: from `claim` when the provider names one, else from `scope`, `scp` and
+    /// `scopes`. A string is space-separated; an array lists one scope per string.
+    pub fn scopes(&self, claim: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
-        for name in ["scope", "scp", "scopes"] {
-            match self.all.get(name) {
+        let names = match claim {
+            Some(c) => vec![c],
+            None => vec!["scope", "scp", "scopes"],
+        };
+        for name in names {
+            match self.claim(name) {
                 Some(Value::String(s)) => out.extend(s.split_whitespace().map(str::to_owned)),
                 Some(Value::Array(items)) => {
                     out.extend(items.iter().filter_map(Value::as_str).map(str::to_owned));
@@ -193,12 +211,17 @@ impl Claims {
         out
     }
 
-    /// `role` (string, comma-separated allowed, as Better Auth's admin plugin writes it)
-    /// and `roles` (array or comma-separated string).
-    pub fn roles(&self) -> Vec<String> {
+    /// The roles: from `claim` when the provider names one, else from `role` and `roles`.
+    /// A string may be comma-separated (as Better Auth's admin plugin writes `role`); an
+    /// array lists one role per string.
+    pub fn roles(&self, claim: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
-        for name in ["role", "roles"] {
-            match self.all.get(name) {
+        let names = match claim {
+            Some(c) => vec![c],
+            None => vec!["role", "roles"],
+        };
+        for name in names {
+            match self.claim(name) {
                 Some(Value::String(s)) => out.extend(
                     s.split(',')
                         .map(str::trim)
@@ -323,7 +346,27 @@ mod tests {
             r#"{"scope":"a b","scp":["c"],"role":"admin, user","roles":["x"]}"#,
         );
         let u = parse(&t).unwrap();
-        assert_eq!(u.claims.scopes(), ["a", "b", "c"]);
-        assert_eq!(u.claims.roles(), ["admin", "user", "x"]);
+        assert_eq!(u.claims.scopes(None), ["a", "b", "c"]);
+        assert_eq!(u.claims.roles(None), ["admin", "user", "x"]);
+    }
+
+    #[test]
+    fn a_configured_claim_is_a_namespaced_name_or_a_dotted_path() {
+        let t = tok(
+            r#"{"alg":"EdDSA"}"#,
+            r#"{"roles":["user"],"https://example.com/roles":["editor"],
+                "realm_access":{"roles":["admin","auditor"]},"resource_access":{"api":{"roles":"a, b"}},
+                "permissions":["read:tasks"],"o":{"rol":"owner"},"scp":"x y"}"#,
+        );
+        let c = parse(&t).unwrap().claims;
+        assert_eq!(c.roles(Some("https://example.com/roles")), ["editor"]);
+        assert_eq!(c.roles(Some("realm_access.roles")), ["admin", "auditor"]);
+        assert_eq!(c.roles(Some("resource_access.api.roles")), ["a", "b"]);
+        assert_eq!(c.roles(Some("o.rol")), ["owner"]);
+        // The default claims are not read once another one is named.
+        assert!(c.roles(Some("realm_access.missing")).is_empty());
+        assert!(c.roles(Some("realm_access")).is_empty());
+        assert_eq!(c.scopes(Some("permissions")), ["read:tasks"]);
+        assert_eq!(c.scopes(Some("scp")), ["x", "y"]);
     }
 }

@@ -54,6 +54,8 @@ impl Identity {
 
 pub enum ProviderKeys {
     Jwks(Arc<KeyStore>),
+    /// `jwks_file` or inline `jwks`: fixed until the next reload.
+    Static(Arc<KeySet>),
     Secret(jsonwebtoken::DecodingKey),
 }
 
@@ -66,7 +68,7 @@ impl Provider {
     pub fn is_ready(&self) -> bool {
         match &self.keys {
             ProviderKeys::Jwks(store) => store.is_ready(),
-            ProviderKeys::Secret(_) => true,
+            ProviderKeys::Static(_) | ProviderKeys::Secret(_) => true,
         }
     }
 }
@@ -105,7 +107,8 @@ impl Authenticator {
     ///
     /// On a reload, `previous` hands over its key stores: a provider whose JWKS settings
     /// did not change keeps its store (keys, refresh schedule, cooldown) as it is; one
-    /// whose `jwks_url` stayed the same starts from the old keys.
+    /// whose key location (`jwks_url`, discovery document) stayed the same starts from the
+    /// old keys.
     pub fn new(
         config: &Config,
         client: &reqwest::Client,
@@ -118,7 +121,7 @@ impl Authenticator {
                     .iter()
                     .filter_map(|p| match &p.keys {
                         ProviderKeys::Jwks(s) => Some(s),
-                        ProviderKeys::Secret(_) => None,
+                        ProviderKeys::Static(_) | ProviderKeys::Secret(_) => None,
                     })
                     .collect()
             })
@@ -138,7 +141,7 @@ impl Authenticator {
                         None => {
                             let seed = old_stores
                                 .iter()
-                                .find(|s| s.config().url == j.url)
+                                .find(|s| s.config().location == j.location)
                                 .and_then(|s| s.seed());
                             Arc::new(KeyStore::new(
                                 &p.name,
@@ -152,6 +155,7 @@ impl Authenticator {
                     };
                     ProviderKeys::Jwks(store)
                 }
+                KeySource::Static(k) => ProviderKeys::Static(k.set.clone()),
                 KeySource::Secret(s) => {
                     ProviderKeys::Secret(jsonwebtoken::DecodingKey::from_secret(&s.bytes))
                 }
@@ -181,7 +185,7 @@ impl Authenticator {
     pub fn key_stores(&self) -> impl Iterator<Item = &Arc<KeyStore>> {
         self.providers.iter().filter_map(|p| match &p.keys {
             ProviderKeys::Jwks(s) => Some(s),
-            ProviderKeys::Secret(_) => None,
+            ProviderKeys::Static(_) | ProviderKeys::Secret(_) => None,
         })
     }
 
@@ -240,6 +244,7 @@ impl Authenticator {
             (ProviderKeys::Jwks(store), Some(key)) => {
                 store.keys().is_some_and(|set| set.contains(key))
             }
+            (ProviderKeys::Static(set), Some(key)) => set.contains(key),
             (ProviderKeys::Secret(_), None) => true,
             _ => false,
         }
@@ -274,13 +279,16 @@ impl Authenticator {
             }
             ProviderKeys::Jwks(store) => {
                 let key = find_key(store, &provider.config.name, t.alg, t.kid.as_deref()).await?;
-                if !key.supports(t.alg) {
-                    return Err(TokenError::KeyMismatch.into());
-                }
-                if !key.verify(t.alg, t.signing_input, &t.signature) {
-                    return Err(TokenError::BadSignature.into());
-                }
+                check_signature(&key, &t)?;
                 Some(key)
+            }
+            ProviderKeys::Static(set) => {
+                let key = match t.kid.as_deref() {
+                    Some(kid) => set.get(kid).ok_or(TokenError::UnknownKid)?,
+                    None => set.sole_for(t.alg).ok_or(TokenError::MissingKid)?,
+                };
+                check_signature(key, &t)?;
+                Some(key.clone())
             }
         };
 
@@ -288,8 +296,8 @@ impl Authenticator {
             provider: index,
             user_id,
             claim_headers: self.claim_headers(&t.claims),
-            scopes: t.claims.scopes(),
-            roles: t.claims.roles(),
+            scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
+            roles: t.claims.roles(provider.config.roles_claim.as_deref()),
             key,
             valid_until,
         })
@@ -332,6 +340,16 @@ async fn find_key(
         Refetch::Skipped => return Err(TokenError::UnknownKid.into()),
     };
     fresh.get(kid).cloned().ok_or(TokenError::UnknownKid.into())
+}
+
+fn check_signature(key: &Key, t: &Unverified<'_>) -> Result<(), TokenError> {
+    if !key.supports(t.alg) {
+        return Err(TokenError::KeyMismatch);
+    }
+    if !key.verify(t.alg, t.signing_input, &t.signature) {
+        return Err(TokenError::BadSignature);
+    }
+    Ok(())
 }
 
 /// Checks `exp` (required), `nbf`, `iat` and `aud`; returns `exp` + leeway.

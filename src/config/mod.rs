@@ -77,17 +77,28 @@ pub struct ProviderConfig {
     pub algorithms: Vec<Alg>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub leeway: Duration,
+    /// Where roles are read from; `None`: `role` and `roles`.
+    pub roles_claim: Option<String>,
+    /// Where scopes are read from; `None`: `scope`, `scp` and `scopes`.
+    pub scopes_claim: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum KeySource {
+    /// Keys fetched over HTTP and kept fresh (`jwks_url`, `discovery`, `discovery_url`).
     Jwks(JwksConfig),
+    /// Keys written in the config (`jwks`) or in a file next to it (`jwks_file`): parsed
+    /// when the config loads, so a reload (SIGHUP, `POST /reload`) reads them again.
+    Static(StaticKeys),
     Secret(SharedSecret),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksConfig {
-    pub url: reqwest::Url,
+    pub location: JwksLocation,
+    /// `insecure_allow_http_jwks`: plain http to a host that is not loopback. Also
+    /// applies to the `jwks_uri` a discovery document names.
+    pub insecure_allow_http: bool,
     pub refresh_interval: Duration,
     /// Least gap between two refetches triggered by an unknown `kid`.
     pub refresh_cooldown: Duration,
@@ -95,6 +106,37 @@ pub struct JwksConfig {
     /// How long the last good key set may serve while every refresh fails; past it the
     /// provider fails closed (503) until a fetch succeeds.
     pub max_stale: Duration,
+}
+
+/// Where a fetched key set comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    /// `jwks_url`: the JWKS itself.
+    Url(reqwest::Url),
+    /// `discovery = true` or `discovery_url`: the issuer's OpenID Provider metadata, whose
+    /// `issuer` must equal `issuer` exactly and whose `jwks_uri` names the JWKS. Read
+    /// again before every key fetch, so a moved `jwks_uri` is followed.
+    Discovery {
+        document: reqwest::Url,
+        issuer: String,
+    },
+}
+
+impl fmt::Display for JwksLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksLocation::Url(u) => write!(f, "JWKS {u}"),
+            JwksLocation::Discovery { document, .. } => write!(f, "OIDC discovery {document}"),
+        }
+    }
+}
+
+/// A key set from the config itself, already parsed and checked like a fetched one.
+#[derive(Debug, Clone)]
+pub struct StaticKeys {
+    /// The `jwks_file` it was read from; `None` for an inline `jwks`.
+    pub file: Option<PathBuf>,
+    pub set: Arc<crate::jwks::KeySet>,
 }
 
 /// An HS256 secret read from the environment. Its bytes never appear in `Debug`.
@@ -275,7 +317,11 @@ impl Config {
         let _ = writeln!(s, "{} provider(s):", self.providers.len());
         for p in &self.providers {
             let keys = match &p.keys {
-                KeySource::Jwks(j) => format!("JWKS {}", j.url),
+                KeySource::Jwks(j) => j.location.to_string(),
+                KeySource::Static(k) => match &k.file {
+                    Some(f) => format!("{} key(s) from {}", k.set.len(), f.display()),
+                    None => format!("{} inline key(s)", k.set.len()),
+                },
                 KeySource::Secret(sec) => format!("shared secret from ${}", sec.env),
             };
             let algs: Vec<&str> = p.algorithms.iter().map(|a| a.as_str()).collect();
@@ -284,13 +330,20 @@ impl Config {
             } else {
                 format!("audiences {}", p.audiences.join(", "))
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {}: issuer {}, {keys}, algorithms {}, {aud}",
                 p.name,
                 p.issuer,
                 algs.join(",")
             );
+            if let Some(c) = &p.roles_claim {
+                let _ = write!(s, ", roles from {c}");
+            }
+            if let Some(c) = &p.scopes_claim {
+                let _ = write!(s, ", scopes from {c}");
+            }
+            let _ = writeln!(s);
         }
         let _ = writeln!(s, "{} route(s):", self.routes.len());
         for r in &self.routes {

@@ -49,6 +49,28 @@ pub fn client() -> reqwest::Client {
         .expect("the JWKS client configuration is static and valid")
 }
 
+/// Why `url` may not be fetched keys from, if it may not: https always may; plain http
+/// only to a loopback host, unless `insecure_allow_http` (anyone on the path could swap
+/// the keys). The same rule holds for `jwks_url`, `discovery_url` and a discovered
+/// `jwks_uri`.
+pub fn transport_problem(url: &reqwest::Url, insecure_allow_http: bool) -> Option<String> {
+    match url.scheme() {
+        "https" => None,
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            (!loopback && !insecure_allow_http).then(|| {
+                "plain http is only allowed to a loopback host; use https, or set insecure_allow_http_jwks = true".to_owned()
+            })
+        }
+        other => Some(format!("scheme `{other}` is not supported; use https")),
+    }
+}
+
 pub async fn fetch(
     client: &reqwest::Client,
     url: &reqwest::Url,
@@ -119,5 +141,17 @@ mod tests {
         );
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("public"), None);
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_hosts_only() {
+        let ok = |u: &str, insecure| transport_problem(&u.parse().unwrap(), insecure).is_none();
+        assert!(ok("https://issuer.example.com/jwks", false));
+        assert!(ok("http://127.0.0.1:3000/jwks", false));
+        assert!(ok("http://[::1]:3000/jwks", false));
+        assert!(ok("http://LOCALHOST/jwks", false));
+        assert!(!ok("http://issuer.example.com/jwks", false));
+        assert!(ok("http://issuer.example.com/jwks", true));
+        assert!(!ok("ftp://127.0.0.1/jwks", true));
     }
 }

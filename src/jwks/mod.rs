@@ -2,7 +2,11 @@
 //! without taking a lock; a lock guards only the one fetch in flight, so concurrent
 //! unknown-`kid` misses share a single refetch, and a cooldown caps how often those
 //! misses may reach the issuer at all. A failed fetch never replaces a good key set.
+//! With OIDC discovery, every fetch first reads the issuer's metadata for its `jwks_uri`,
+//! under the same schedule, cooldown and outage rules; a document that speaks for
+//! another issuer drops the keys (fail closed).
 
+mod discovery;
 mod fetch;
 mod key;
 
@@ -13,11 +17,12 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use tokio_util::sync::CancellationToken;
 
-pub use fetch::client;
+pub use discovery::document_url;
+pub use fetch::{client, transport_problem};
 pub use key::{Key, KeySet};
 
 use crate::alg::Alg;
-use crate::config::JwksConfig;
+use crate::config::{JwksConfig, JwksLocation};
 use crate::metrics::Metrics;
 
 /// Never refresh more often than this on the issuer's `max-age` say-so.
@@ -43,6 +48,11 @@ pub struct KeyStore {
     /// When the last fetch that produced a usable key set landed, in [`clock_ms`]; 0
     /// before the first. An atomic, because every request reads it.
     last_success_ms: AtomicU64,
+    /// The `jwks_uri` the last accepted discovery document named (discovery only).
+    discovered: Mutex<Option<reqwest::Url>>,
+    /// The last refusal of a discovery document, so each distinct one is logged once
+    /// at error level rather than on every retry.
+    refusal: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
 }
 
@@ -82,6 +92,8 @@ impl KeyStore {
             in_flight: AtomicBool::new(false),
             last_kid_refetch: Mutex::new(None),
             last_success_ms: AtomicU64::new(last_success_ms),
+            discovered: Mutex::new(None),
+            refusal: Mutex::new(None),
             metrics,
         }
     }
@@ -182,19 +194,24 @@ impl KeyStore {
     }
 
     async fn fetch_and_swap_once(&self, reason: &'static str) -> Result<Option<Duration>, ()> {
-        let fetched =
-            match fetch::fetch(&self.client, &self.config.url, self.config.fetch_timeout).await {
-                Ok(f) => f,
-                Err(e) => {
-                    self.metrics.jwks_fetch(&self.provider, false);
-                    tracing::warn!(
-                        provider = %self.provider, url = %self.config.url, reason,
-                        error = %crate::error::chain(&e),
-                        "JWKS fetch failed; keeping the last good keys"
-                    );
-                    return Err(());
-                }
-            };
+        let url = match &self.config.location {
+            JwksLocation::Url(url) => url.clone(),
+            JwksLocation::Discovery { document, issuer } => {
+                self.discover(document, issuer, reason).await?
+            }
+        };
+        let fetched = match fetch::fetch(&self.client, &url, self.config.fetch_timeout).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.metrics.jwks_fetch(&self.provider, false);
+                tracing::warn!(
+                    provider = %self.provider, %url, reason,
+                    error = %crate::error::chain(&e),
+                    "JWKS fetch failed; keeping the last good keys"
+                );
+                return Err(());
+            }
+        };
         let previous = self.keys();
         match KeySet::parse(&fetched.body, &self.algorithms, previous.as_deref()) {
             Ok(parsed) => {
@@ -210,9 +227,74 @@ impl KeyStore {
             }
             Err(e) => {
                 self.metrics.jwks_fetch(&self.provider, false);
-                tracing::warn!(provider = %self.provider, url = %self.config.url, reason, "JWKS refused: {e}; keeping the last good keys");
+                tracing::warn!(provider = %self.provider, %url, reason, "JWKS refused: {e}; keeping the last good keys");
                 Err(())
             }
+        }
+    }
+
+    /// Reads the discovery document for the `jwks_uri` to fetch. An outage (no answer, or
+    /// no metadata in it) falls back to the last `jwks_uri` accepted, so keys stay fresh
+    /// while only the metadata endpoint is down. A document for another issuer, or one
+    /// naming a JWKS the gateway may not fetch, drops the keys: the provider is not ready
+    /// and its tokens get 503 until the issuer publishes a document that fits.
+    async fn discover(
+        &self,
+        document: &reqwest::Url,
+        issuer: &str,
+        reason: &'static str,
+    ) -> Result<reqwest::Url, ()> {
+        let allow_http = self.config.insecure_allow_http;
+        let timeout = self.config.fetch_timeout;
+        let result = discovery::jwks_uri(&self.client, document, issuer, timeout, allow_http).await;
+        let mut known = self.discovered.lock().expect("discovered uri poisoned");
+        match result {
+            Ok(uri) => {
+                let was_refused = self.refusal.lock().expect("refusal poisoned").take();
+                if was_refused.is_some() {
+                    tracing::info!(provider = %self.provider, %document, "discovery document accepted again");
+                }
+                if let Some(old) = known.as_ref().filter(|old| **old != uri) {
+                    tracing::info!(provider = %self.provider, from = %old, to = %uri, "jwks_uri moved; following it");
+                }
+                *known = Some(uri.clone());
+                Ok(uri)
+            }
+            Err(e) if e.is_refusal() => {
+                *known = None;
+                drop(known);
+                self.current.store(None);
+                self.metrics.jwks_fetch(&self.provider, false);
+                let message = e.to_string();
+                let mut last = self.refusal.lock().expect("refusal poisoned");
+                if last.as_deref() != Some(message.as_str()) {
+                    tracing::error!(
+                        provider = %self.provider, %document, reason,
+                        "discovery document refused: {message}; the provider has no keys until it is fixed"
+                    );
+                    *last = Some(message);
+                } else {
+                    tracing::debug!(provider = %self.provider, %document, reason, "discovery document still refused");
+                }
+                Err(())
+            }
+            Err(e) => match known.clone() {
+                Some(uri) => {
+                    tracing::warn!(
+                        provider = %self.provider, %document, reason, error = %crate::error::chain(&e),
+                        "OIDC discovery failed; fetching keys from the last known jwks_uri"
+                    );
+                    Ok(uri)
+                }
+                None => {
+                    self.metrics.jwks_fetch(&self.provider, false);
+                    tracing::warn!(
+                        provider = %self.provider, %document, reason, error = %crate::error::chain(&e),
+                        "OIDC discovery failed; keeping the last good keys"
+                    );
+                    Err(())
+                }
+            },
         }
     }
 

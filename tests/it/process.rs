@@ -38,12 +38,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A config file in the temp folder, removed on drop. `label` is unique per call site.
-struct TempConfig {
-    path: PathBuf,
+pub(crate) struct TempConfig {
+    pub(crate) path: PathBuf,
 }
 
 impl TempConfig {
-    fn new(label: &str, body: &str) -> TempConfig {
+    pub(crate) fn new(label: &str, body: &str) -> TempConfig {
         let path =
             std::env::temp_dir().join(format!("portcullis-it-{}-{label}.toml", std::process::id()));
         std::fs::write(&path, body).unwrap();
@@ -253,17 +253,21 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 }
 
 /// The binary running `run` on a config that listens on port 0.
-struct Running {
-    child: tokio::process::Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) proxy: SocketAddr,
+    pub(crate) admin: SocketAddr,
     stderr: JoinHandle<Vec<String>>,
 }
 
 impl Running {
     /// Starts the binary and waits for its "portcullis listening" line, which carries the
     /// addresses it bound (so no port is picked in advance).
-    async fn start(config: &TempConfig, args: &[&str], envs: &[(&str, &str)]) -> Running {
+    pub(crate) async fn start(
+        config: &TempConfig,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Running {
         let mut child = tokio::process::Command::new(BIN)
             .arg("--config")
             .arg(&config.path)
@@ -311,7 +315,7 @@ impl Running {
         }
     }
 
-    async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while send(self.admin, Method::GET, "/readyz", &[], "")
             .await
@@ -342,13 +346,13 @@ impl Running {
     }
 
     /// SIGTERM, then [`Running::exit`].
-    async fn stop(self) -> (ExitStatus, Vec<String>) {
+    pub(crate) async fn stop(self) -> (ExitStatus, Vec<String>) {
         self.sigterm();
         self.exit().await
     }
 }
 
-fn run_config(label: &str, body: &str) -> TempConfig {
+pub(crate) fn run_config(label: &str, body: &str) -> TempConfig {
     TempConfig::new(
         label,
         &format!(

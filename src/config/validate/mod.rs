@@ -153,7 +153,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     };
 
     let server = server(&mut ctx, &raw.server, base_dir);
-    let providers = providers::providers(&mut ctx, &raw.providers);
+    let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
     let identity = identity(&mut ctx, &raw.identity);
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
     let routes = routes::routes(
