@@ -2,8 +2,6 @@
 
 from django.http import JsonResponse
 
-from . import stats
-
 
 class GatewayUserMiddleware:
     def __init__(self, get_response):
@@ -12,7 +10,6 @@ class GatewayUserMiddleware:
     def __call__(self, request):
         if not request.path.startswith("/api/"):
             return self.get_response(request)
-        stats.record(request.method, request.path, request.META.get("HTTP_X_USER_ID"))
         user_id = request.META.get("HTTP_X_USER_ID", "").strip()
         # Exactly one value: a server joins repeated headers with commas.
         if not user_id or "," in user_id:

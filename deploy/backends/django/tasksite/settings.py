@@ -29,6 +29,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     # No CsrfViewMiddleware: the API is reached with bearer tokens only (the gateway
     # verifies them), never with cookies, so there is no ambient credential to forge.
+    "tasks.stats.RequestLogMiddleware",
     "tasks.middleware.GatewayUserMiddleware",
 ]
 
