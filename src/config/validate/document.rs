@@ -92,6 +92,7 @@ pub(super) fn deserialize(ctx: &mut Ctx<'_>, removed: &mut Removed) -> Option<Ra
             return None;
         }
     };
+    let mut set_aside: Vec<String> = Vec::new();
     for _ in 0..MAX_REFUSED_ENTRIES {
         let de = toml::de::Deserializer::from(doc.clone());
         let e = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
@@ -112,7 +113,16 @@ pub(super) fn deserialize(ctx: &mut Ctx<'_>, removed: &mut Removed) -> Option<Ra
             .collect();
         let inner = e.into_inner();
         let key = removed.renumber(&display(&steps));
-        ctx.problem(inner.span(), key, message(&steps, inner.message()));
+        // A key set aside for its type comes back as "missing field": said once is enough.
+        let echo = inner
+            .message()
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+            .is_some_and(|field| set_aside.contains(&format!("{key}.{field}")));
+        if !echo {
+            ctx.problem(inner.span(), key.clone(), message(&steps, inner.message()));
+        }
+        set_aside.push(key);
         if let [Step::Key(array), Step::Index(i)] = steps.as_slice() {
             removed.record(array, *i);
         }
@@ -152,6 +162,7 @@ fn message(steps: &[Step], raw: &str) -> String {
     {
         return format!("expected a duration string such as \"30s\" or \"500ms\", found {found}");
     }
+    let raw = toml_words(raw);
     if raw.contains(PRIVATE_PREFIX) {
         // Never expected with the shapes above, but never show the name either.
         return raw
@@ -160,7 +171,25 @@ fn message(steps: &[Step], raw: &str) -> String {
             .collect::<Vec<_>>()
             .join("`");
     }
-    raw.to_owned()
+    raw
+}
+
+/// Serde's names for what was expected, in the words of a TOML file: `struct RawServer`
+/// is a table, a sequence an array, `usize` a whole number.
+fn toml_words(raw: &str) -> String {
+    let Some((head, expected)) = raw.split_once(", expected ") else {
+        return raw.to_owned();
+    };
+    let plain = if expected.starts_with("struct ") || expected == "a map" {
+        "a table"
+    } else if expected == "a sequence" {
+        "an array"
+    } else if matches!(expected, "usize" | "u64" | "u32" | "u16" | "u8") {
+        "a whole number"
+    } else {
+        expected
+    };
+    format!("{head}, expected {plain}")
 }
 
 /// Sets aside the entry at `steps`; false when the path does not lead anywhere.
@@ -209,6 +238,39 @@ fn remove_in(value: &mut Spanned<DeValue<'_>>, steps: &[Step]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
+
+    fn problems(text: &str) -> Vec<(Option<usize>, String, String)> {
+        match Config::from_toml(text, "f.toml", std::path::Path::new(".")) {
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| (p.line, p.key, p.message))
+                .collect(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_required_key_of_the_wrong_type_is_reported_once() {
+        let found = problems(
+            "server = 3\n\n[[routes]]\nname = \"r\"\nprefix = 5\nupstream = \"http://127.0.0.1:1\"\n",
+        );
+        assert_eq!(
+            found,
+            vec![
+                (
+                    Some(1),
+                    "server".to_owned(),
+                    "invalid type: integer `3`, expected a table".to_owned()
+                ),
+                (
+                    Some(5),
+                    "routes[0].prefix".to_owned(),
+                    "invalid type: integer `5`, expected a string".to_owned()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn renumbering_follows_the_elements_set_aside() {
@@ -233,5 +295,25 @@ mod tests {
             "expected a duration string such as \"30s\" or \"500ms\", found integer `30`"
         );
         assert_eq!(display(&steps), "server.upstream_timeout");
+    }
+
+    #[test]
+    fn expected_types_are_named_as_toml_names_them() {
+        let steps = [Step::Key("server".into())];
+        assert_eq!(
+            message(
+                &steps,
+                "invalid type: integer `3`, expected struct RawServer"
+            ),
+            "invalid type: integer `3`, expected a table"
+        );
+        assert_eq!(
+            message(&steps, "invalid type: string \"GET\", expected a sequence"),
+            "invalid type: string \"GET\", expected an array"
+        );
+        assert_eq!(
+            message(&steps, "invalid type: string \"x\", expected usize"),
+            "invalid type: string \"x\", expected a whole number"
+        );
     }
 }
