@@ -96,3 +96,27 @@ def test_backend_alone_refuses_a_request_without_x_user_id(guarded: Guarded):
         assert direct.get("/api/tasks", headers={"X-User-Id": ""}).status_code == 401
         ambiguous = direct.get("/api/tasks", headers=[("X-User-Id", "a"), ("X-User-Id", "b")])
         assert ambiguous.status_code == 401
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on `port`, from the kernel's tables."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                local, state = line.split()[1], line.split()[3]
+                address, port_hex = local.split(":")
+                if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                    continue
+                if len(address) == 8:
+                    found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+                else:
+                    words = [bytes.fromhex(address[i : i + 8])[::-1].hex() for i in range(0, 32, 8)]
+                    found.add("::1" if "".join(words) == "0" * 31 + "1" else "".join(words))
+    return found
+
+
+def test_backend_listens_on_loopback_only(guarded: Guarded):
+    port = int(guarded.backend.url.rsplit(":", 1)[1])
+    assert listening_addresses(port) == {"127.0.0.1"}
