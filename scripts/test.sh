@@ -3,7 +3,9 @@
 #   1. the gateway's unit and integration tests (cargo test);
 #   2. the demo stack: the task service's own tests, then the end-to-end suite in which
 #      a real Better Auth app issues the tokens, Portcullis verifies them and the task
-#      service trusts X-User-Id (scripts/test-demo.sh installs what it needs).
+#      service trusts X-User-Id (scripts/test-demo.sh installs what it needs);
+#   3. the backend matrix: Django, Express, Go and PHP behind the gateway
+#      (scripts/test-backends.sh installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +15,4 @@ cargo test --locked
 # The end-to-end suite drives the binary cargo just built.
 export PORTCULLIS_BIN="${PORTCULLIS_BIN:-$PWD/target/debug/portcullis}"
 scripts/test-demo.sh
+scripts/test-backends.sh

@@ -13,7 +13,9 @@
 #   * every gateway config under deploy/ (the Compose file and the ConfigMaps) with
 #     `portcullis check`, when a built gateway is found;
 #   * what ties them together: grace periods longer than the drain, probes on the admin
-#     port, Services that reach only the gateway, the task service never published,
+#     port, Services that reach only the gateway, an admin port that a NetworkPolicy
+#     opens to Prometheus only (plus scrape annotations), a generic sidecar example with
+#     a `/` catch-all and a public `/static`, the task service never published,
 #     hardened security contexts, and YAML style (yamllint).
 # Exits non-zero if anything fails; prints every problem first.
 #
@@ -263,6 +265,8 @@ def is_loopback(host):
         return False
 
 DEFAULT_SHUTDOWN = "30s"
+ANY_ADDRESS = {"0.0.0.0/0", "::/0"}
+generic_sidecars = []   # sidecar configs with a `/` catch-all and a public `/static`
 
 # --- Kubernetes -------------------------------------------------------------------
 for shape in sorted(p for p in pathlib.Path("deploy/k8s").iterdir() if p.is_dir()):
@@ -287,6 +291,8 @@ for shape in sorted(p for p in pathlib.Path("deploy/k8s").iterdir() if p.is_dir(
     configmaps = {d["metadata"]["name"]: d for _, d in objs if d["kind"] == "ConfigMap"}
     deployments = [(p, d) for p, d in objs if d["kind"] == "Deployment"]
     gateway_ports = set()   # (pod labels, port name/number) the gateway listens on
+    admin_ports = set()     # the same, for the admin listener alone
+    exposed_admin = []      # gateways whose admin listener is on the pod IP
     pods = []
 
     for path, dep in deployments:
@@ -366,10 +372,21 @@ for shape in sorted(p for p in pathlib.Path("deploy/k8s").iterdir() if p.is_dir(
             for p in c.get("ports", []):
                 gateway_ports.add((id(pod), p.get("name")))
                 gateway_ports.add((id(pod), p["containerPort"]))
+                if p["containerPort"] == admin[1]:
+                    admin_ports.add((id(pod), p.get("name")))
+                    admin_ports.add((id(pod), p["containerPort"]))
+            if not is_loopback(admin[0]):
+                admin_names = {n for n, num in ports.items() if num == admin[1] and n}
+                annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+                exposed_admin.append((cw, labels, admin[1], admin_names, annotations))
             # In a pod with other containers, the gateway is a sidecar: it forwards over
             # loopback and the other containers expose nothing.
             if len(pod["containers"]) > 1:
-                for route in cfg.get("routes", []):
+                routes = cfg.get("routes", [])
+                if any(r.get("prefix") == "/" and r.get("auth", "required") == "required" for r in routes) \
+                        and any(r.get("prefix") == "/static" and r.get("auth") == "public" for r in routes):
+                    generic_sidecars.append(shape)
+                for route in routes:
                     host = re.sub(r"^http://", "", route.get("upstream", "")).split("/")[0].rpartition(":")[0].strip("[]")
                     if not is_loopback(host):
                         problem(cw, f"route {route.get('name')}: a sidecar's upstream must be loopback, not {route.get('upstream')}")
@@ -392,6 +409,8 @@ for shape in sorted(p for p in pathlib.Path("deploy/k8s").iterdir() if p.is_dir(
                 for pod in matched:
                     if (id(pod), target) not in gateway_ports:
                         problem(where, f"targetPort {target!r} is not a port of the gateway container")
+                    elif (id(pod), target) in admin_ports:
+                        problem(where, f"targetPort {target!r} is the admin port (metrics, POST /reload): keep it out of Services")
         elif kind == "PodDisruptionBudget":
             if not pods_matching(d["spec"]["selector"].get("matchLabels", {})):
                 problem(where, "selector matches no Deployment's pods")
@@ -401,6 +420,54 @@ for shape in sorted(p for p in pathlib.Path("deploy/k8s").iterdir() if p.is_dir(
                 problem(where, f"scaleTargetRef {ref['name']} is not a Deployment in {shape}")
             if d["spec"].get("minReplicas", 1) < 2:
                 problem(where, "minReplicas must be at least 2")
+
+    # The admin listener (metrics, POST /reload) on the pod IP: a NetworkPolicy must
+    # select the pods and open that port to Prometheus alone; the kubelet's probes come
+    # from the node, which a NetworkPolicy cannot block.
+    policies = [(p, d) for p, d in objs if d["kind"] == "NetworkPolicy"]
+    for where, labels, port, names, annotations in exposed_admin:
+        for key, want in (("prometheus.io/scrape", "true"), ("prometheus.io/port", str(port)),
+                          ("prometheus.io/path", "/metrics")):
+            if annotations.get(key) != want:
+                problem(where, f"pod annotation {key} must be {want!r}, so Prometheus scrapes the admin port")
+        selecting = [
+            (p, d) for p, d in policies
+            if "Ingress" in (d["spec"].get("policyTypes") or ["Ingress"])
+            and not d["spec"].get("podSelector", {}).get("matchExpressions")
+            and all(labels.get(k) == v for k, v in (d["spec"].get("podSelector", {}).get("matchLabels") or {}).items())
+        ]
+        if not selecting:
+            problem(where, f"no NetworkPolicy selects these pods: any pod in the cluster can reach the admin port {port} (metrics, POST /reload)")
+            continue
+        scraper_admitted = False
+        for p, d in selecting:
+            pw = f"{p} (NetworkPolicy {d['metadata']['name']})"
+            for rule in d["spec"].get("ingress") or []:
+                rule_ports = rule.get("ports")
+                covers = rule_ports is None or any(
+                    rp.get("port") is None or rp["port"] in names or rp["port"] == port
+                    or (isinstance(rp["port"], int) and rp["port"] <= port <= rp.get("endPort", rp["port"]))
+                    for rp in rule_ports
+                )
+                if not covers:
+                    continue
+                peers = rule.get("from")
+                if not peers:
+                    problem(pw, f"a rule admits every client to the admin port {port}")
+                    continue
+                for peer in peers:
+                    ns, pods_sel = peer.get("namespaceSelector"), peer.get("podSelector")
+                    if peer.get("ipBlock", {}).get("cidr") in ANY_ADDRESS:
+                        problem(pw, f"admits every address to the admin port {port}")
+                    elif ns is not None and not (ns.get("matchLabels") or ns.get("matchExpressions")):
+                        problem(pw, f"admits every namespace to the admin port {port}")
+                    elif ns and pods_sel and (pods_sel.get("matchLabels") or pods_sel.get("matchExpressions")):
+                        scraper_admitted = True
+        if not scraper_admitted:
+            problem(where, f"no NetworkPolicy admits Prometheus (a namespaceSelector with a podSelector) to the admin port {port}")
+
+if not generic_sidecars:
+    problem("deploy/k8s", "no generic sidecar example: a sidecar whose config has a `/` catch-all route (auth required) and a public `/static` route")
 
 # --- Compose -----------------------------------------------------------------------
 compose_path = pathlib.Path("deploy/compose.yaml")

@@ -54,7 +54,8 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // Through anyhow, so `{:#}` also prints the OS reason an unreadable file gives.
+                eprintln!("error: {:#}", anyhow::Error::from(e));
                 ExitCode::from(2)
             }
         },

@@ -297,9 +297,13 @@ impl Config {
 
     /// Validates TOML text. `file` is only used to name the source in errors.
     pub fn from_toml(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        validate::parse(text, base_dir).map_err(|problems| ConfigError::Invalid {
-            file: file.to_owned(),
-            problems,
+        validate::parse(text, base_dir).map_err(|mut problems| {
+            // In file order, so an operator can fix them top to bottom.
+            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                problems,
+            }
         })
     }
 

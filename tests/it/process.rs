@@ -171,6 +171,107 @@ fn check_names_the_file_key_and_line_of_a_mistake() {
     }
 }
 
+/// Five mistakes of different kinds; line numbers are given in the comments.
+const FIVE_MISTAKES: &str = r#"[server]
+listen = "127.0.0.1:0"
+upstream_timeout = 30
+
+[[providers]]
+name = "better-auth"
+issuer = "http://127.0.0.1:3000"
+jwks_url = "http://127.0.0.1:3000/jwks"
+audiencs = ["x"]
+leeway = "5 parsecs"
+
+[[routes]]
+name = "no-prefix"
+upstream = "http://127.0.0.1:8000"
+
+[[routes]]
+name = "tasks"
+prefix = "/api/tasks"
+upstream = "ftp://127.0.0.1:8000"
+"#;
+
+#[test]
+fn check_reports_every_problem_even_behind_an_unknown_key() {
+    let file = TempConfig::new("five-mistakes", FIVE_MISTAKES);
+    let out = check(&file.path);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "accepted:\n{}", text(&out.stdout));
+    let shown = file.shown();
+    assert!(
+        stderr.contains(&format!("{shown}: 5 problems")),
+        "not five problems:\n{stderr}"
+    );
+    for want in [
+        format!("{shown}:3: server.upstream_timeout: expected a duration string such as \"30s\""),
+        format!("{shown}:9: providers[0].audiencs: unknown field `audiencs`"),
+        format!("{shown}:10: providers[0].leeway: `5 parsecs` is not a duration"),
+        format!("{shown}:12: routes[0]: missing field `prefix`"),
+        // The route after the one set aside keeps its number in the file.
+        format!("{shown}:19: routes[1].upstream:"),
+    ] {
+        assert!(stderr.contains(&want), "no `{want}` in\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("$__"),
+        "an internal name leaked:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_gives_the_reason_a_config_file_cannot_be_read() {
+    let missing = std::env::temp_dir().join(format!(
+        "portcullis-it-{}-does-not-exist.toml",
+        std::process::id()
+    ));
+    let out = check(&missing);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot read config file {}: No such file or directory",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+
+    let out = check(&std::env::temp_dir());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("Is a directory"), "{stderr}");
+}
+
+#[test]
+fn check_refuses_a_prefix_with_a_trailing_slash_or_a_glob_and_says_why() {
+    for (label, prefix, why) in [
+        ("slash", "/api/tasks/", "ends with `/`"),
+        ("star", "/api/tasks*", "holds `*`"),
+        ("star-segment", "/api/*", "holds `*`"),
+        ("question", "/api/task?", "holds `?`"),
+        ("bracket", "/api/[a-z]", "holds `[`"),
+    ] {
+        let body = provider_with("jwks_url = \"http://127.0.0.1:3000/jwks\"")
+            .replace("prefix = \"/api\"", &format!("prefix = \"{prefix}\""));
+        let file = TempConfig::new(&format!("prefix-{label}"), &body);
+        let out = check(&file.path);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{prefix}: accepted");
+        let want = format!("{}:11: routes[0].prefix: `{prefix}` {why}", file.shown());
+        assert!(stderr.contains(&want), "{prefix}: no `{want}` in\n{stderr}");
+        assert!(
+            stderr.contains(": 1 problem"),
+            "{prefix}: reported twice:\n{stderr}"
+        );
+    }
+    // The root itself ends with `/` and is fine.
+    let body = provider_with("jwks_url = \"http://127.0.0.1:3000/jwks\"")
+        .replace("prefix = \"/api\"", "prefix = \"/\"");
+    let file = TempConfig::new("prefix-root", &body);
+    let out = check(&file.path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn the_config_file_comes_from_the_flag_then_portcullis_config() {
     let example = manifest_dir().join("config/portcullis.example.toml");

@@ -12,10 +12,11 @@ use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawIdentity, RawServer};
+use super::raw::{RawIdentity, RawServer};
 use super::{Config, IdentityConfig, Problem, ServerConfig, TlsSettings};
 use crate::headers;
 
+mod document;
 mod providers;
 mod routes;
 
@@ -136,21 +137,11 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
         text,
         problems: Vec::new(),
     };
-    let raw: RawConfig = match toml::de::Deserializer::parse(text)
-        .map_err(|e| (String::new(), e))
-        .and_then(|de| {
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                let path = e.path().to_string();
-                (path, e.into_inner())
-            })
-        }) {
-        Ok(raw) => raw,
-        Err((path, e)) => {
-            let key = if path == "." { String::new() } else { path };
-            ctx.problem(e.span(), key, e.message().trim().to_owned());
-            return Err(ctx.problems);
-        }
+    let mut removed = document::Removed::default();
+    let Some(raw) = document::deserialize(&mut ctx, &mut removed) else {
+        return Err(ctx.problems);
     };
+    let structural = ctx.problems.len();
 
     let server = server(&mut ctx, &raw.server, base_dir);
     let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
@@ -164,6 +155,10 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
         global_cors.as_ref(),
     );
 
+    // Keys of the semantic checks count the file's elements, set-aside ones included.
+    for p in &mut ctx.problems[structural..] {
+        p.key = removed.renumber(&p.key);
+    }
     if ctx.problems.is_empty() {
         Ok(Config {
             server,

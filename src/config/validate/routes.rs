@@ -45,7 +45,14 @@ pub(super) fn routes(
             }
             _ => None,
         };
+        let shape = prefix_shape(prefix);
+        if let Some(reason) = &shape {
+            ctx.problem(Some(raw.prefix.span()), key("prefix"), reason.clone());
+        }
         let canonical = canonical.unwrap_or_else(|| {
+            if shape.is_some() {
+                return prefix.clone();
+            }
             ctx.problem(
                 Some(raw.prefix.span()),
                 key("prefix"),
@@ -183,6 +190,33 @@ fn websocket(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, protocol: UpstreamPro
         );
     }
     on
+}
+
+/// Why a prefix that reads like a pattern or a folder is refused: it would not mean what
+/// its author expects. `None` for a plain prefix.
+fn prefix_shape(prefix: &str) -> Option<String> {
+    if let Some(glob) = prefix.chars().find(|c| matches!(c, '*' | '?' | '[')) {
+        let literal = prefix
+            .split(['*', '?', '['])
+            .next()
+            .unwrap_or("/")
+            .trim_end_matches('/');
+        return Some(format!(
+            "`{prefix}` holds `{glob}`, but a prefix is literal, not a pattern: it would only \
+             match a path spelled with `{glob}`. Whole segments already match everything \
+             under them: write \"{}\"",
+            if literal.is_empty() { "/" } else { literal }
+        ));
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        let bare = prefix.trim_end_matches('/');
+        return Some(format!(
+            "`{prefix}` ends with `/`; a prefix matches whole path segments, so \"{bare}\" \
+             matches {bare} and everything under it (and {bare}/ too): write \"{bare}\"",
+            bare = if bare.is_empty() { "/" } else { bare }
+        ));
+    }
+    None
 }
 
 fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {
