@@ -22,7 +22,6 @@ pub(super) fn routes(
     providers: &[ProviderConfig],
     global_cors: Option<&Arc<CorsPolicy>>,
 ) -> Vec<RouteConfig> {
-    let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
     let mut out = Vec::with_capacity(raws.len());
@@ -30,36 +29,7 @@ pub(super) fn routes(
         let key = |k: &str| format!("routes[{i}].{k}");
         let name = ctx.unique_name(&raw.name, key("name"), "route", &mut names);
 
-        let prefix = raw.prefix.get_ref();
-        let canonical = match path::normalize(prefix) {
-            Ok(p)
-                if !p.has_params()
-                    && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
-            {
-                let trimmed = p.as_str().trim_end_matches('/');
-                Some(if trimmed.is_empty() {
-                    "/".to_owned()
-                } else {
-                    trimmed.to_owned()
-                })
-            }
-            _ => None,
-        };
-        let shape = prefix_shape(prefix);
-        if let Some(reason) = &shape {
-            ctx.problem(Some(raw.prefix.span()), key("prefix"), reason.clone());
-        }
-        let canonical = canonical.unwrap_or_else(|| {
-            if shape.is_some() {
-                return prefix.clone();
-            }
-            ctx.problem(
-                Some(raw.prefix.span()),
-                key("prefix"),
-                format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
-            );
-            prefix.clone()
-        });
+        let canonical = prefix(ctx, raw, &key("prefix"));
         if !prefixes.insert(canonical.clone()) {
             ctx.problem(
                 Some(raw.prefix.span()),
@@ -71,89 +41,11 @@ pub(super) fn routes(
         let upstream = upstream(ctx, raw, &key("upstream"), base_dir);
         let auth = raw.auth.unwrap_or(AuthMode::Required);
 
-        let methods = raw.methods.as_ref().map(|list| {
-            let mut out = Vec::new();
-            for m in list.get_ref() {
-                match Method::from_bytes(m.as_bytes()) {
-                    Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
-                    _ => ctx.problem(
-                        Some(list.span()),
-                        key("methods"),
-                        format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
-                    ),
-                }
-            }
-            out
-        });
-
-        let scopes = raw.scopes.clone().unwrap_or_default();
-        let roles = raw.roles.clone().unwrap_or_default();
-        if scopes
-            .iter()
-            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-        {
-            ctx.problem(
-                Some(raw.name.span()),
-                key("scopes"),
-                "a scope is one non-empty word",
-            );
-        }
-        if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
-            ctx.problem(
-                Some(raw.name.span()),
-                key("roles"),
-                "a role is non-empty and has no comma",
-            );
-        }
-        let route_providers = raw.providers.as_ref().map(|list| {
-            for p in list.get_ref() {
-                if !provider_names.contains(p.as_str()) {
-                    ctx.problem(
-                        Some(list.span()),
-                        key("providers"),
-                        format!("no provider is named `{p}`"),
-                    );
-                }
-            }
-            list.get_ref().clone()
-        });
-
-        match auth {
-            AuthMode::Public => {
-                if !scopes.is_empty() || !roles.is_empty() || route_providers.is_some() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "a public route cannot require scopes, roles or providers",
-                    );
-                }
-            }
-            AuthMode::Optional => {
-                if !scopes.is_empty() || !roles.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
-                    );
-                }
-                if providers.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "needs at least one [[providers]]",
-                    );
-                }
-            }
-            AuthMode::Required => {
-                if providers.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "needs at least one [[providers]]",
-                    );
-                }
-            }
-        }
+        let methods = raw
+            .methods
+            .as_ref()
+            .map(|list| methods(ctx, list, &key("methods")));
+        let (scopes, roles, route_providers) = access(ctx, raw, auth, providers, &key);
 
         if let Some(upstream) = upstream {
             let websocket = websocket(ctx, raw, &key("websocket"), upstream.protocol);
@@ -177,6 +69,121 @@ pub(super) fn routes(
         }
     }
     out
+}
+
+/// The route's prefix in its canonical form: starts with `/`, no trailing `/` (except
+/// the root itself). A prefix that is not already normalized, or that reads like a
+/// pattern or a folder, is a problem.
+fn prefix(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str) -> String {
+    let prefix = raw.prefix.get_ref();
+    let canonical = match path::normalize(prefix) {
+        Ok(p)
+            if !p.has_params()
+                && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
+        {
+            let trimmed = p.as_str().trim_end_matches('/');
+            Some(if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            })
+        }
+        _ => None,
+    };
+    if let Some(reason) = prefix_shape(prefix) {
+        ctx.problem(Some(raw.prefix.span()), key, reason);
+        return canonical.unwrap_or_else(|| prefix.clone());
+    }
+    canonical.unwrap_or_else(|| {
+        ctx.problem(
+            Some(raw.prefix.span()),
+            key,
+            format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
+        );
+        prefix.clone()
+    })
+}
+
+/// A list of HTTP methods, each in capitals (`"GET"`): a route's `methods` or a CORS
+/// policy's `allowed_methods`.
+fn methods(ctx: &mut Ctx<'_>, list: &Spanned<Vec<String>>, key: &str) -> Vec<Method> {
+    let mut out = Vec::new();
+    for m in list.get_ref() {
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+            _ => ctx.problem(
+                Some(list.span()),
+                key,
+                format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
+            ),
+        }
+    }
+    out
+}
+
+/// Who may use the route: its scopes, roles and providers, checked against its `auth`
+/// mode (a public route can require none of them, an optional one no scope or role).
+fn access(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRoute,
+    auth: AuthMode,
+    providers: &[ProviderConfig],
+    key: &dyn Fn(&str) -> String,
+) -> (Vec<String>, Vec<String>, Option<Vec<String>>) {
+    let scopes = raw.scopes.clone().unwrap_or_default();
+    let roles = raw.roles.clone().unwrap_or_default();
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("scopes"),
+            "a scope is one non-empty word",
+        );
+    }
+    if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("roles"),
+            "a role is non-empty and has no comma",
+        );
+    }
+    let route_providers = raw.providers.as_ref().map(|list| {
+        for p in list.get_ref() {
+            if !providers.iter().any(|c| c.name.as_str() == p) {
+                ctx.problem(
+                    Some(list.span()),
+                    key("providers"),
+                    format!("no provider is named `{p}`"),
+                );
+            }
+        }
+        list.get_ref().clone()
+    });
+    let requires = !scopes.is_empty() || !roles.is_empty();
+    if auth == AuthMode::Public && (requires || route_providers.is_some()) {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "a public route cannot require scopes, roles or providers",
+        );
+    }
+    if auth == AuthMode::Optional && requires {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
+        );
+    }
+    if auth != AuthMode::Public && providers.is_empty() {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "needs at least one [[providers]]",
+        );
+    }
+    (scopes, roles, route_providers)
 }
 
 /// `websocket = true` needs an HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism.
@@ -377,21 +384,7 @@ pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPo
             .iter()
             .map(|m| Method::from_bytes(m.as_bytes()).expect("static method"))
             .collect(),
-        Some(list) => list
-            .get_ref()
-            .iter()
-            .filter_map(|m| match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
-                _ => {
-                    ctx.problem(
-                        Some(list.span()),
-                        key("allowed_methods"),
-                        format!("`{m}` is not an HTTP method in capitals"),
-                    );
-                    None
-                }
-            })
-            .collect(),
+        Some(list) => methods(ctx, list, &key("allowed_methods")),
     };
     let mut names =
         |v: &Option<Spanned<Vec<String>>>, k: &str, default: &[&str]| -> Vec<HeaderName> {
