@@ -42,6 +42,14 @@ pub mod internals {
     pub use crate::jwks::{Key, KeySet};
     pub use crate::route::{Match, RouteTable};
     pub use crate::token::{bearer, parse as parse_token};
+    pub use crate::verify::Authenticator;
+
+    /// The authenticator of `config` outside a running gateway (its verified-token
+    /// cache included), for the benchmarks.
+    pub fn authenticator(config: &crate::Config) -> Authenticator {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        Authenticator::new(config, &crate::jwks::client(), &metrics, None)
+    }
 }
 
 /// Runs the gateway until `shutdown` resolves, then drains and returns.

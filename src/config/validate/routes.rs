@@ -1,6 +1,7 @@
 //! `[[routes]]`: prefixes, upstreams (and how to reach them) and CORS policies.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use http::{HeaderName, Method};
 use toml::Spanned;
 
 use super::{Ctx, resolve};
-use crate::config::raw::{AuthMode, RawCors, RawRoute};
+use crate::config::raw::{AuthMode, RawCors, RawRoute, RawUpstreamTls};
 use crate::config::{ProviderConfig, RouteConfig, Upstream, UpstreamProtocol, UpstreamTls};
 use crate::cors::{AllowedOrigins, CorsPolicy};
 use crate::path;
@@ -227,7 +228,35 @@ fn prefix_shape(prefix: &str) -> Option<String> {
 }
 
 fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {
-    let v = &raw.upstream;
+    let (https, authority, base_path) = upstream_url(ctx, &raw.upstream, key)?;
+    let tls = match &raw.upstream_tls {
+        None => None,
+        Some(_) if !https => {
+            ctx.problem(
+                Some(raw.upstream.span()),
+                key,
+                "upstream_tls needs an https:// upstream",
+            );
+            return None;
+        }
+        Some(t) => Some(upstream_tls(ctx, t, raw.upstream.span(), key, base_dir)?),
+    };
+    Some(Upstream {
+        https,
+        authority,
+        base_path,
+        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
+        tls,
+    })
+}
+
+/// An upstream URL: `http(s)://host[:port][/normalized/base/path]`, no credentials, no
+/// query. Gives whether it is https, its authority and its base path.
+fn upstream_url(
+    ctx: &mut Ctx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+) -> Option<(bool, http::uri::Authority, String)> {
     let text = v.get_ref();
     let uri = match http::Uri::from_str(text) {
         Ok(u) => u,
@@ -248,89 +277,72 @@ fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Op
             return None;
         }
     };
-    let Some(authority) = uri.authority().cloned() else {
-        ctx.problem(Some(v.span()), key, "the upstream URL needs a host");
-        return None;
+    let problem = match uri.authority() {
+        None => Some("the upstream URL needs a host"),
+        Some(a) if a.as_str().contains('@') => {
+            Some("credentials in the upstream URL are not allowed")
+        }
+        Some(_) if uri.query().is_some() => Some("the upstream URL cannot have a query"),
+        Some(_) => None,
     };
-    if authority.as_str().contains('@') {
-        ctx.problem(
-            Some(v.span()),
-            key,
-            "credentials in the upstream URL are not allowed",
-        );
-        return None;
-    }
-    if uri.query().is_some() {
-        ctx.problem(Some(v.span()), key, "the upstream URL cannot have a query");
+    if let Some(problem) = problem {
+        ctx.problem(Some(v.span()), key, problem);
         return None;
     }
     let base = uri.path().trim_end_matches('/');
-    let base_path = if base.is_empty() {
-        String::new()
-    } else {
-        match path::normalize(base) {
-            Ok(p) if p.as_str() == base => base.to_owned(),
-            _ => {
-                ctx.problem(
-                    Some(v.span()),
-                    key,
-                    "the upstream URL's path must be normalized",
-                );
-                return None;
-            }
-        }
-    };
-    let tls = match &raw.upstream_tls {
-        None => None,
-        Some(_) if !https => {
+    let normalized = base.is_empty() || path::normalize(base).is_ok_and(|p| p.as_str() == base);
+    if !normalized {
+        ctx.problem(
+            Some(v.span()),
+            key,
+            "the upstream URL's path must be normalized",
+        );
+        return None;
+    }
+    let authority = uri.authority().cloned()?;
+    Some((https, authority, base.to_owned()))
+}
+
+/// `upstream_tls`: the roots to trust and, for mTLS, the gateway's certificate and key
+/// (both or neither), read into a rustls client config now so a bad file fails the load.
+fn upstream_tls(
+    ctx: &mut Ctx<'_>,
+    t: &RawUpstreamTls,
+    span: Range<usize>,
+    key: &str,
+    base_dir: &Path,
+) -> Option<UpstreamTls> {
+    let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
+    let identity = match (&t.client_cert, &t.client_key) {
+        (Some(c), Some(k)) => Some((
+            resolve(base_dir, c.get_ref()),
+            resolve(base_dir, k.get_ref()),
+        )),
+        (None, None) => None,
+        _ => {
             ctx.problem(
-                Some(v.span()),
+                Some(span),
                 key,
-                "upstream_tls needs an https:// upstream",
+                "upstream_tls needs both client_cert and client_key, or neither",
             );
             return None;
         }
-        Some(t) => {
-            let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
-            let identity = match (&t.client_cert, &t.client_key) {
-                (Some(c), Some(k)) => Some((
-                    resolve(base_dir, c.get_ref()),
-                    resolve(base_dir, k.get_ref()),
-                )),
-                (None, None) => None,
-                _ => {
-                    ctx.problem(
-                        Some(v.span()),
-                        key,
-                        "upstream_tls needs both client_cert and client_key, or neither",
-                    );
-                    return None;
-                }
-            };
-            let config = crate::tls::client_config(
-                ca.as_deref(),
-                identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-            );
-            match config {
-                Ok(config) => Some(UpstreamTls {
-                    ca,
-                    client_cert: identity.map(|(c, _)| c),
-                    config,
-                }),
-                Err(e) => {
-                    ctx.problem(Some(v.span()), format!("{key}_tls"), e.to_string());
-                    return None;
-                }
-            }
-        }
     };
-    Some(Upstream {
-        https,
-        authority,
-        base_path,
-        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
-        tls,
-    })
+    let config = crate::tls::client_config(
+        ca.as_deref(),
+        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    );
+    match config {
+        Ok(config) => Some(UpstreamTls {
+            ca,
+            client_cert: identity.map(|(c, _)| c),
+            config,
+        }),
+        Err(e) => {
+            ctx.problem(Some(span), format!("{key}_tls"), e.to_string());
+            None
+        }
+    }
 }
 
 const DEFAULT_CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
