@@ -282,20 +282,34 @@ async fn serve_h1<I: ClientStream, H: Handler>(
         }
         // Even empty, it still holds hyper's whole read buffer.
         drop(read_buf);
-        let socket = io.inner.parkable().expect("only parkable streams park");
-        let deadline = state.last_activity() + idle_timeout;
-        let _parked = metrics.map(Metrics::parked);
-        tokio::select! {
-            ready = socket.readable() => {
-                if ready.is_err() {
-                    return;
-                }
-                // Bytes are waiting: the connection is not idle, whatever the timer says.
-                state.touch();
-            }
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep_until(deadline) => return,
+        if !wait_parked(&io, idle_timeout, metrics, &cancel).await {
+            return;
         }
+    }
+}
+
+/// Holds a parked connection, with nothing but its socket, until the client sends its
+/// next byte (`true`), or it has been idle too long or the gateway shuts down (`false`).
+async fn wait_parked<I: ClientStream>(
+    io: &ClientIo<I>,
+    idle_timeout: Duration,
+    metrics: Option<&Metrics>,
+    cancel: &CancellationToken,
+) -> bool {
+    let socket = io.inner.parkable().expect("only parkable streams park");
+    let deadline = io.state.last_activity() + idle_timeout;
+    let _parked = metrics.map(Metrics::parked);
+    tokio::select! {
+        ready = socket.readable() => {
+            if ready.is_err() {
+                return false;
+            }
+            // Bytes are waiting: the connection is not idle, whatever the timer says.
+            io.state.touch();
+            true
+        }
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep_until(deadline) => false,
     }
 }
 
