@@ -148,16 +148,10 @@ impl Gateway {
     /// Stops accepting, lets open connections finish (bounded by
     /// `server.shutdown_timeout`), stops background refreshes.
     pub async fn shutdown(mut self) {
+        tracing::info!("shutting down: draining in-flight requests");
         self.control.cancel.cancel();
         while self.listeners.join_next().await.is_some() {}
         tracing::info!("portcullis stopped");
-    }
-
-    /// Runs until `signal` resolves, then shuts down.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        signal.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        self.shutdown().await;
     }
 }
 
