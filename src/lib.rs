@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod alg;
 mod body;
 mod client_ip;

@@ -1,7 +1,6 @@
 //! Listeners and the gateway's lifecycle. The proxy listener serves HTTP/1.1 and HTTP/2
-//! (h2c, or h2 over TLS when `server.tls` is set); the admin listener serves `/healthz`,
-//! `/readyz`, `/metrics` and `POST /reload` on its own socket, so admin paths never
-//! shadow upstream ones. Listeners are bound once: a reload swaps the config snapshot,
+//! (h2c, or h2 over TLS when `server.tls` is set); the admin listener serves the admin
+//! API (`admin.rs`). Listeners are bound once: a reload swaps the config snapshot,
 //! never the sockets. On shutdown the listeners close first, then open connections drain
 //! for a bounded time.
 
@@ -11,16 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Body, full};
+use crate::admin;
 use crate::config::{Config, ConfigError};
-use crate::conn::{self, ClientBody, Handler, Protocols};
-use crate::jwks::{KeyStore, error_chain};
+use crate::conn::{self, Handler, Protocols};
+use crate::jwks::KeyStore;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Conn};
 use crate::state::{Shared, Snapshot};
@@ -113,7 +111,7 @@ impl Gateway {
                 let control = admin_control.clone();
                 move |req| {
                     let control = control.clone();
-                    async move { admin(&control, req).await }
+                    async move { admin::handle(&control.shared, || control.reload(), req).await }
                 }
             },
         ));
@@ -331,85 +329,4 @@ async fn serve<F, H>(
             "drain timed out; closing the remaining connections"
         );
     }
-}
-
-async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
-    let shared = &control.shared;
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (
-            StatusCode::OK,
-            "application/json",
-            r#"{"status":"ok"}"#.to_owned(),
-        ),
-        (&Method::GET, "/readyz") => {
-            let snap = shared.current();
-            let waiting: Vec<&str> = snap
-                .auth
-                .providers()
-                .iter()
-                .filter(|p| !p.is_ready())
-                .map(|p| p.config.name.as_str())
-                .collect();
-            if waiting.is_empty() {
-                (
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ready"}"#.to_owned(),
-                )
-            } else {
-                let body =
-                    serde_json::json!({ "status": "waiting for keys", "providers": waiting });
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        }
-        (&Method::GET, "/metrics") => {
-            let snap = shared.current();
-            for store in snap.auth.key_stores() {
-                shared
-                    .metrics
-                    .jwks_age(store.provider(), store.last_success_age());
-            }
-            (
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                shared.metrics.encode(),
-            )
-        }
-        (&Method::POST, "/reload") => match control.reload().await {
-            Ok(()) => (
-                StatusCode::OK,
-                "application/json",
-                r#"{"status":"reloaded"}"#.to_owned(),
-            ),
-            Err(e) => {
-                let body = serde_json::json!({ "status": "refused", "reason": error_chain(&e) });
-                (
-                    StatusCode::BAD_REQUEST,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "application/json",
-            r#"{"error":"method_not_allowed"}"#.to_owned(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":"not_found"}"#.to_owned(),
-        ),
-    };
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    resp
 }
