@@ -18,6 +18,7 @@ mod cors;
 mod error;
 mod headers;
 mod jwks;
+mod listener;
 mod metrics;
 pub mod path;
 mod proxy;
