@@ -2,11 +2,13 @@
 //! verifies the bearer token of every request, and forwards it to the backend with a
 //! trusted user id header the backend filters its data by.
 //!
-//! `main.rs` is a thin CLI over [`run`] and [`Gateway`]; tests start a [`Gateway`]
-//! in-process on `127.0.0.1:0`.
+//! `main.rs` is a thin CLI: it loads the config file, starts a [`Gateway`] with
+//! [`Gateway::start_from`], reloads it on SIGHUP and shuts it down on SIGTERM or SIGINT.
+//! Tests start a [`Gateway`] in-process on `127.0.0.1:0`.
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod alg;
 mod body;
 mod client_ip;
@@ -16,6 +18,7 @@ mod cors;
 mod error;
 mod headers;
 mod jwks;
+mod listener;
 mod metrics;
 pub mod path;
 mod proxy;
@@ -50,14 +53,4 @@ pub mod internals {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         Authenticator::new(config, &crate::jwks::client(), &metrics, None)
     }
-}
-
-/// Runs the gateway until `shutdown` resolves, then drains and returns.
-pub async fn run(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let gateway = Gateway::start(config).await?;
-    gateway.run_until(shutdown).await;
-    Ok(())
 }

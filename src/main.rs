@@ -98,7 +98,6 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
     gateway.shutdown().await;
     Ok(())
 }
