@@ -54,6 +54,7 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
   const [title, setTitle] = useState("");
   const [description, setDescription] = useState("");
   const [adding, setAdding] = useState(false);
+  const [titleMissing, setTitleMissing] = useState(false);
   const [signingOut, setSigningOut] = useState(false);
   const titleInput = useRef<HTMLInputElement>(null);
 
@@ -150,7 +151,7 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
     event.preventDefault();
     const clean = title.trim();
     if (!clean) {
-      setProblem("A task needs a title.");
+      setTitleMissing(true);
       titleInput.current?.focus();
       return;
     }
@@ -168,10 +169,15 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
   }
 
   async function toggle(task: Task) {
-    await change("saving the task", async () => {
+    // The box follows the click at once; it flips back if the change cannot be saved.
+    const flip = (completed: boolean) =>
+      setTasks((list) => list?.map((t) => (t.id === task.id ? { ...t, completed } : t)) ?? null);
+    flip(!task.completed);
+    const ok = await change("saving the task", async () => {
       const updated = await gateway.updateTask(task.id, { completed: !task.completed });
       setTasks((list) => list?.map((t) => (t.id === task.id ? updated : t)) ?? null);
     });
+    if (!ok) flip(task.completed);
   }
 
   async function save(task: Task, changes: { title: string; description: string }) {
@@ -229,8 +235,10 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
         </p>
         <div className="who">
           <span className="who-text">
-            Signed in as <strong>{user.name || user.email}</strong>
-            {user.name && user.name !== user.email && <span className="muted"> · {user.email}</span>}
+            <span>
+              Signed in as <strong>{user.name || user.email}</strong>
+            </span>
+            {user.name && user.name !== user.email && <span className="muted small">{user.email}</span>}
           </span>
           <button type="button" onClick={() => void signOut()} disabled={signingOut}>
             Sign out
@@ -249,9 +257,18 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
               value={title}
               maxLength={200}
               placeholder="What needs doing?"
-              onChange={(e) => setTitle(e.target.value)}
+              aria-invalid={titleMissing}
+              onChange={(e) => {
+                setTitle(e.target.value);
+                setTitleMissing(false);
+              }}
             />
           </label>
+          {titleMissing && (
+            <p className="error field-error" role="alert">
+              A task needs a title.
+            </p>
+          )}
           <label className="field">
             <span>
               Description <span className="muted">(optional)</span>
