@@ -13,3 +13,4 @@ cargo test --locked
 # The end-to-end suite drives the binary cargo just built.
 export PORTCULLIS_BIN="${PORTCULLIS_BIN:-$PWD/target/debug/portcullis}"
 scripts/test-demo.sh
+tests/browser/run.sh   # the task app in a real Chromium
