@@ -17,8 +17,11 @@ export function TaskApp({ gatewayUrl }: { gatewayUrl: string }) {
     refetch();
   }
 
-  function sessionEnded() {
+  // The gateway refused a fresh token too, or Better Auth no longer knows the session:
+  // end the session for good, so the page and the server agree on "signed out".
+  async function sessionEnded() {
     forgetToken();
+    await authClient.signOut().catch(() => undefined);
     setNotice("Your session has ended. Please sign in again.");
     refetch();
   }
@@ -49,7 +52,7 @@ export function TaskApp({ gatewayUrl }: { gatewayUrl: string }) {
       gatewayUrl={gatewayUrl}
       user={{ name: session.user.name, email: session.user.email }}
       onSignOut={signOut}
-      onSessionEnded={sessionEnded}
+      onSessionEnded={() => void sessionEnded()}
     />
   );
 }
