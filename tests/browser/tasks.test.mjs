@@ -251,12 +251,17 @@ scenario("two people each manage only their own tasks, and a reload shows what w
   await expectTitles(a, ["Buy milk"]);
 
   // Bob completes and deletes his only task: the empty state, not a blank page.
-  await checkbox(b, "Fix bike").check();
-  await eventually("Fix bike checked", () => checkbox(b, "Fix bike").isChecked());
+  // Bob edits his task with the keyboard only: Enter saves.
+  await item(b, "Fix bike").getByRole("button", { name: "Edit" }).click();
+  await b.getByRole("form", { name: "Edit task" }).getByLabel("Title").fill("Fix bike brakes");
+  await b.keyboard.press("Enter");
+  await expectTitles(b, ["Fix bike brakes"]);
+  await checkbox(b, "Fix bike brakes").check();
+  await eventually("Fix bike brakes checked", () => checkbox(b, "Fix bike brakes").isChecked());
   await b.getByRole("group", { name: "Filter" }).getByRole("button", { name: "Active" }).click();
   await b.getByText("Nothing left to do.").waitFor();
   await b.getByRole("group", { name: "Filter" }).getByRole("button", { name: "All" }).click();
-  await item(b, "Fix bike").getByRole("button", { name: "Delete" }).click();
+  await item(b, "Fix bike brakes").getByRole("button", { name: "Delete" }).click();
   await b.getByText("No tasks yet.").waitFor();
   await expectNoError(a);
   await expectNoError(b);
