@@ -71,5 +71,12 @@ export function configFromEnv() {
     rotationInterval: optionalSeconds("JWKS_ROTATION_INTERVAL"),
     gracePeriod: optionalSeconds("JWKS_GRACE_PERIOD"),
     database: databaseFromEnv(),
+    // Comma-separated emails whose accounts get Better Auth's "admin" role.
+    adminEmails: (optionalString("DEMO_ADMIN_EMAILS") ?? "")
+      .split(",")
+      .map((email) => email.trim().toLowerCase())
+      .filter(Boolean),
+    // Where the browser sends task calls: the gateway, never the task service.
+    gatewayUrl: (optionalString("GATEWAY_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
   };
 }
