@@ -351,46 +351,13 @@ const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPolicy> {
     let key = |k: &str| format!("{prefix}.{k}");
-    let list = raw.allowed_origins.get_ref();
-    let span = Some(raw.allowed_origins.span());
     let credentials = raw.allow_credentials.unwrap_or(false);
-    let origins = if list.iter().any(|o| o == "*") {
-        if list.len() > 1 {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "\"*\" cannot be mixed with listed origins",
-            );
-        }
-        if credentials {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "\"*\" cannot be used with allow_credentials = true; list the origins",
-            );
-        }
-        AllowedOrigins::Any
-    } else {
-        if list.is_empty() {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "list at least one origin",
-            );
-        }
-        let mut out = Vec::new();
-        for o in list {
-            match origin(o) {
-                Some(canonical) => out.push(canonical),
-                None => ctx.problem(
-                    span.clone(),
-                    key("allowed_origins"),
-                    format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
-                ),
-            }
-        }
-        AllowedOrigins::List(out)
-    };
+    let origins = allowed_origins(
+        ctx,
+        &raw.allowed_origins,
+        credentials,
+        &key("allowed_origins"),
+    );
     let methods = match &raw.allowed_methods {
         None => DEFAULT_CORS_METHODS
             .iter()
@@ -435,6 +402,48 @@ pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPo
         credentials,
         max_age,
     ))
+}
+
+/// `allowed_origins`: `["*"]` alone (never with credentials), or a list of exact origins.
+fn allowed_origins(
+    ctx: &mut Ctx<'_>,
+    raw: &Spanned<Vec<String>>,
+    credentials: bool,
+    key: &str,
+) -> AllowedOrigins {
+    let (list, span) = (raw.get_ref(), Some(raw.span()));
+    if list.iter().any(|o| o == "*") {
+        if list.len() > 1 {
+            ctx.problem(
+                span.clone(),
+                key,
+                "\"*\" cannot be mixed with listed origins",
+            );
+        }
+        if credentials {
+            ctx.problem(
+                span,
+                key,
+                "\"*\" cannot be used with allow_credentials = true; list the origins",
+            );
+        }
+        return AllowedOrigins::Any;
+    }
+    if list.is_empty() {
+        ctx.problem(span.clone(), key, "list at least one origin");
+    }
+    let mut out = Vec::new();
+    for o in list {
+        match origin(o) {
+            Some(canonical) => out.push(canonical),
+            None => ctx.problem(
+                span.clone(),
+                key,
+                format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+            ),
+        }
+    }
+    AllowedOrigins::List(out)
 }
 
 /// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
