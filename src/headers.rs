@@ -27,12 +27,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Headers that backends and the frameworks in front of them read as the user's identity
 /// (oauth2-proxy's, nginx `auth_request`'s, Apache's and CGI's conventions) or as the real
-/// URL of the request (IIS and Symfony's `X-Original-URL` / `X-Rewrite-URL`). A client
+/// URL of the request (IIS and Symfony's `X-Original-URL` / `X-Rewrite-URL`), or as its
+/// scheme, port or path base. A client
 /// must never be able to set them, so every route strips them in every spelling, like the
 /// configured identity headers. `[identity] strip_headers` adds to this list and
 /// `insecure_keep_headers` lets one through where the gateway sits behind a proxy that
 /// sets it.
-pub const OVERRIDE_HEADERS: [&str; 16] = [
+pub const OVERRIDE_HEADERS: [&str; 23] = [
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
@@ -49,6 +50,16 @@ pub const OVERRIDE_HEADERS: [&str; 16] = [
     "remote-user",
     "x-remote-user",
     "x-authenticated-user",
+    // The rest of the `X-Forwarded-*` family the gateway does not set: Werkzeug's
+    // ProxyFix, Rack and Django read them for the request's scheme, port and path base
+    // (a forged `X-Forwarded-Ssl: on` makes Rack treat the request as https).
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "x-url-scheme",
+    "front-end-https",
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -178,10 +189,14 @@ pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out:
     // let a backend that prefers it read forged client details.
     headers.remove(header::FORWARDED);
     headers.insert(X_REAL_IP.clone(), ip_value(out.client));
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if out.tls { "https" } else { "http" }),
-    );
+    // Behind a trusted proxy that terminated TLS, its word on the scheme stands.
+    let proto = match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+        Some(b"https") if out.peer_trusted => "https",
+        Some(b"http") if out.peer_trusted => "http",
+        _ if out.tls => "https",
+        _ => "http",
+    };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
