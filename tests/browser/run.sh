@@ -21,12 +21,9 @@ export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 say() { printf '[test-browser] %s\n' "$*" >&2; }
 
 if [ ! -x "$CHROMIUM_BIN" ]; then
-  command -v apt-get >/dev/null 2>&1 || { say "no $CHROMIUM_BIN and no apt-get to install Debian's chromium"; exit 1; }
-  sudo=()
-  [ "$(id -u)" -ne 0 ] && sudo=(sudo -n)
-  say "installing Debian's chromium"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  # shellcheck source=scripts/apt.sh
+  . "$REPO_ROOT/scripts/apt.sh"
+  apt_install chromium || { say "no $CHROMIUM_BIN, and Debian's chromium could not be installed"; exit 1; }
 fi
 
 "$REPO_ROOT/scripts/demo-setup.sh" --tests
