@@ -166,6 +166,8 @@ pub(super) fn routes(
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
                     None => global_cors.cloned(),
                 },
+                token_sources: super::cookies::token_sources(ctx, raw, &key("token_sources")),
+                auth_server: raw.auth_server.unwrap_or(false),
             });
         }
     }
@@ -399,7 +401,7 @@ pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPo
 }
 
 /// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
-fn origin(s: &str) -> Option<String> {
+pub(super) fn origin(s: &str) -> Option<String> {
     let url = url::Url::parse(s).ok()?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none()
