@@ -385,6 +385,21 @@ impl Config {
             if !r.roles.is_empty() {
                 let _ = write!(s, ", roles {}", r.roles.join("|"));
             }
+            if r.token_sources != [TokenSource::Authorization] && r.auth != AuthMode::Public {
+                let sources: Vec<&str> = r
+                    .token_sources
+                    .iter()
+                    .map(|t| match t {
+                        TokenSource::Authorization => "authorization",
+                        TokenSource::SessionCookie => "session cookie",
+                        TokenSource::Cookie(name) => name,
+                    })
+                    .collect();
+                let _ = write!(s, ", tokens from {}", sources.join(" then "));
+            }
+            if r.auth_server {
+                let _ = write!(s, ", auth server: cookies pass");
+            }
             let _ = writeln!(s, ")");
         }
         s
