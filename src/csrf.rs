@@ -3,7 +3,7 @@
 //! comes from the app itself. A bearer token is never attached by the browser on its
 //! own, so bearer-authenticated requests are not checked.
 
-use http::header::{ORIGIN, REFERER};
+use http::header::{ORIGIN, REFERER, UPGRADE};
 use http::{HeaderMap, HeaderName, Method};
 
 use crate::error::Error;
@@ -12,7 +12,7 @@ use crate::session::Source;
 static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// Lets a request through unless it is cookie-authenticated, its method is unsafe
-/// (anything but GET, HEAD and OPTIONS) and it cannot show where it comes from: with
+/// (anything but GET, HEAD and OPTIONS, or an upgrade) and it cannot show where it comes from: with
 /// `Sec-Fetch-Site`, it must be `same-origin` or carry an `Origin` among `trusted`;
 /// without it (older browsers), its `Origin` or, failing that, its `Referer` must be
 /// one of `trusted`.
@@ -22,7 +22,11 @@ pub fn check(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<(), Error> {
-    if !source.is_cookie() || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    // A WebSocket handshake is a GET, but what follows it can change anything: it is
+    // checked like a write (cross-site WebSocket hijacking).
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && !headers.contains_key(UPGRADE);
+    if !source.is_cookie() || safe {
         return Ok(());
     }
     let listed = |name: HeaderName| {
@@ -136,6 +140,16 @@ mod tests {
             &[("sec-fetch-site", "cross-site")]
         ));
         assert!(allowed(Source::Cookie, Method::OPTIONS, &[]));
+        assert!(!allowed(
+            Source::SessionCookie,
+            Method::GET,
+            &[("upgrade", "websocket"), ("origin", "https://evil.example")]
+        ));
+        assert!(allowed(
+            Source::SessionCookie,
+            Method::GET,
+            &[("upgrade", "websocket"), ("sec-fetch-site", "same-origin")]
+        ));
         assert!(allowed(
             Source::Header,
             Method::POST,

@@ -97,15 +97,16 @@ pub fn missing(route: &RouteConfig) -> Error {
     }
 }
 
-/// Every `name=value` pair of every `Cookie` field, names and values trimmed.
+/// Every `name=value` pair of every `Cookie` field, names and values trimmed. Split
+/// byte-wise: another site's cookie with bytes outside ASCII in the same field must not
+/// hide the session cookie beside it (such a pair is skipped on its own).
 fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
+            let (name, value) = std::str::from_utf8(pair).ok()?.split_once('=')?;
             Some((
                 name.trim_matches([' ', '\t']),
                 value.trim_matches([' ', '\t']),
@@ -250,6 +251,12 @@ mod tests {
                 .is_none()
         );
         assert!(read(&[]).unwrap().is_none());
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes(b"n=caf\xe9; better-auth.session_data=xyz").unwrap(),
+        );
+        assert_eq!(session_cookie(&h, NAME).unwrap().unwrap(), "xyz");
     }
 
     #[test]
