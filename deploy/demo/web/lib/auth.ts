@@ -10,6 +10,7 @@ function buildOptions() {
     plugins: [
       bearer(),
       jwt({
+        ...(cfg.sessionCookieCache ? { sessionCookieCache: true } : {}),
         jwks: {
           keyPairConfig: keyPairConfigFor(cfg.alg),
           ...(cfg.rotationInterval ? { rotationInterval: cfg.rotationInterval } : {}),
@@ -44,6 +45,9 @@ async function createAuth() {
     // BETTER_AUTH_URL and BETTER_AUTH_SECRET are read by Better Auth itself.
     database,
     emailAndPassword: { enabled: true },
+    ...(cfg.sessionCookieCache
+      ? { session: { cookieCache: { enabled: true, strategy: "jwt" as const, ...cfg.sessionCookieCache } } }
+      : {}),
     plugins,
   } satisfies BetterAuthOptions;
 
