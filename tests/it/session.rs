@@ -681,3 +681,26 @@ token_sources = ["session_cookie", "session_cookie"]
         assert!(err.contains(want), "no `{want}` in\n{err}");
     }
 }
+
+#[test]
+fn a_named_bearer_cookie_is_read_by_its_exact_name_prefix_included() {
+    let text = format!(
+        r#"{provider}
+[[routes]]
+name = "api"
+prefix = "/api"
+upstream = "http://127.0.0.1:1"
+token_sources = [{{ cookie = "__Host-access_token" }}, "authorization"]
+"#,
+        provider = provider_toml("http://127.0.0.1:1/jwks", "")
+    );
+    let config = portcullis::Config::from_toml(&text, "edge.toml", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.routes[0].token_sources,
+        [
+            portcullis::config::TokenSource::Cookie("__Host-access_token".into()),
+            portcullis::config::TokenSource::Authorization,
+        ]
+    );
+}

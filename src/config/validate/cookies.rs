@@ -19,14 +19,21 @@ const DEFAULT_STRIP: [&str; 3] = [
 
 pub(super) fn cookies(ctx: &mut Ctx<'_>, raw: Option<&RawCookies>) -> CookieConfig {
     let session_cookie = match raw.and_then(|r| r.session_cookie.as_ref()) {
-        Some(name) => cookie_name(ctx, name, "cookies.session_cookie"),
+        Some(name) => cookie_name(ctx, name, "cookies.session_cookie", true),
         None => DEFAULT_SESSION_COOKIE.to_owned(),
     };
     let strip = match raw.and_then(|r| r.strip.as_ref()) {
         Some(list) => list
             .get_ref()
             .iter()
-            .map(|n| cookie_name(ctx, &Spanned::new(list.span(), n.clone()), "cookies.strip"))
+            .map(|n| {
+                cookie_name(
+                    ctx,
+                    &Spanned::new(list.span(), n.clone()),
+                    "cookies.strip",
+                    true,
+                )
+            })
             .collect(),
         None => DEFAULT_STRIP.map(str::to_owned).to_vec(),
     };
@@ -50,9 +57,9 @@ pub(super) fn cookies(ctx: &mut Ctx<'_>, raw: Option<&RawCookies>) -> CookieConf
     }
 }
 
-/// A cookie name as RFC 6265 §4.1.1 allows it (an HTTP token), without the `__Secure-`
-/// prefix, which the gateway adds itself.
-fn cookie_name(ctx: &mut Ctx<'_>, name: &Spanned<String>, key: &str) -> String {
+/// A cookie name as RFC 6265 §4.1.1 allows it (an HTTP token); with `unprefixed`,
+/// without the `__Secure-` prefix, which the gateway adds itself.
+fn cookie_name(ctx: &mut Ctx<'_>, name: &Spanned<String>, key: &str, unprefixed: bool) -> String {
     let n = name.get_ref();
     let token = !n.is_empty()
         && n.bytes()
@@ -63,7 +70,7 @@ fn cookie_name(ctx: &mut Ctx<'_>, name: &Spanned<String>, key: &str) -> String {
             key,
             format!("`{n}` is not a cookie name"),
         );
-    } else if n.starts_with("__Secure-") || n.starts_with("__Host-") {
+    } else if unprefixed && (n.starts_with("__Secure-") || n.starts_with("__Host-")) {
         ctx.problem(
             Some(name.span()),
             key,
@@ -94,7 +101,8 @@ pub(super) fn token_sources(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str) -> Vec
             ctx.problem(span.clone(), key, format!("{spelled} is listed twice"));
         }
         if let TokenSource::Cookie(name) = s {
-            cookie_name(ctx, &Spanned::new(list.span(), name.clone()), key);
+            // Read by exactly this name: a prefix is part of it.
+            cookie_name(ctx, &Spanned::new(list.span(), name.clone()), key, false);
         }
     }
     if raw.auth == Some(AuthMode::Public) {
