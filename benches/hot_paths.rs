@@ -18,8 +18,8 @@ use aws_lc_rs::digest;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use portcullis::internals::{
-    IdentityHeaders, KeySet, Match, OVERRIDE_HEADERS, Outbound, RouteTable, authenticator, bearer,
-    parse_token, rewrite_request,
+    IdentityHeaders, KeySet, Match, OVERRIDE_HEADERS, Outbound, Profile, RouteTable, authenticator,
+    bearer, parse_token, rewrite_request,
 };
 use portcullis::{Alg, Config};
 
@@ -105,14 +105,16 @@ fn token_cache(c: &mut Criterion) {
     // Fill the cache as 100k users would (a few seconds of signing and verifying).
     for i in 0..100_000u32 {
         let other = fixture.token(&format!("user-{i:07}"));
-        rt.block_on(auth.authenticate(&other)).expect("verifies");
+        rt.block_on(auth.authenticate(&other, Profile::Bearer))
+            .expect("verifies");
     }
-    rt.block_on(auth.authenticate(&token)).expect("verifies");
+    rt.block_on(auth.authenticate(&token, Profile::Bearer))
+        .expect("verifies");
 
     let mut g = c.benchmark_group("token");
     g.bench_function("cache_hit", |b| {
         b.iter(|| {
-            rt.block_on(auth.authenticate(black_box(&token)))
+            rt.block_on(auth.authenticate(black_box(&token), Profile::Bearer))
                 .expect("cached")
         })
     });
@@ -239,6 +241,7 @@ fn headers(c: &mut Criterion) {
         user: Some((&user, &alice)),
         claims: &claims,
         upgrade: None,
+        drop_cookies: &[],
     };
     let token = Fixture::new(Alg::EdDSA).token("user-0000001");
     let clean = request_headers(&token);

@@ -163,11 +163,15 @@ pub struct Outbound<'a> {
     pub claims: &'a [(HeaderName, HeaderValue)],
     /// A WebSocket upgrade the route allows: `Connection: upgrade` and this `Upgrade`.
     pub upgrade: Option<&'a HeaderValue>,
+    /// Cookies the upstream must not see (the auth server's session cookies on a route
+    /// to another backend): each name also with `__Secure-` and as chunks `NAME.n`.
+    pub drop_cookies: &'a [String],
 }
 
 /// The trust-boundary rewrite of a request's headers, in an order that matters: the
 /// client's identity and override headers out, hop-by-hop headers out, an unverified
-/// `Authorization` out, cookie crumbs joined, the gateway's own forwarding headers set,
+/// `Authorization` out, cookie crumbs joined and the session cookies of the auth server
+/// taken out, the gateway's own forwarding headers set,
 /// and only then the verified identity in, so no header a client sends (`Connection:
 /// X-User-Id` included) can remove or replace it.
 pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out: &Outbound<'_>) {
@@ -182,6 +186,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out:
         headers.remove(header::AUTHORIZATION);
     }
     join_cookies(headers);
+    drop_cookies(headers, out.drop_cookies);
 
     let xff = forwarded_for(headers, out.peer, out.peer_trusted);
     headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -272,6 +277,41 @@ pub fn join_cookies(headers: &mut HeaderMap) {
         joined.extend_from_slice(v);
     }
     match HeaderValue::from_bytes(&joined) {
+        Ok(v) => {
+            headers.insert(header::COOKIE, v);
+        }
+        Err(_) => {
+            headers.remove(header::COOKIE);
+        }
+    }
+}
+
+/// Removes from the (joined) `Cookie` header every cookie in the family of one of
+/// `names`; the others stay as they were, in order. No cookie left: no header.
+fn drop_cookies(headers: &mut HeaderMap, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let Some(value) = headers.get(header::COOKIE) else {
+        return;
+    };
+    let kept: Vec<&[u8]> = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            // A name that is not text is no cookie of the auth server's.
+            let name = String::from_utf8_lossy(name.trim_ascii());
+            !names.iter().any(|n| crate::session::in_family(&name, n))
+        })
+        .collect();
+    if kept.is_empty() {
+        headers.remove(header::COOKIE);
+        return;
+    }
+    match HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
         Ok(v) => {
             headers.insert(header::COOKIE, v);
         }
@@ -384,6 +424,7 @@ mod tests {
             user,
             claims,
             upgrade: None,
+            drop_cookies: &[],
         }
     }
 
@@ -492,6 +533,35 @@ mod tests {
         let mut one = map(&[("cookie", "a=1")]);
         join_cookies(&mut one);
         assert_eq!(one[header::COOKIE], "a=1");
+    }
+
+    #[test]
+    fn the_auth_servers_cookies_are_dropped_and_the_others_kept_in_order() {
+        let stripped = IdentityHeaders::new([&HeaderName::from_static("x-user-id")]);
+        let mut h = map(&[
+            ("cookie", "theme=dark; better-auth.session_token=t.sig"),
+            (
+                "cookie",
+                "__Secure-better-auth.session_data.0=a; better-auth.session_data.1=b",
+            ),
+            ("cookie", "cart=3; better-auth.dont_remember=true; flag"),
+        ]);
+        let names = [
+            "better-auth.session_token".to_owned(),
+            "better-auth.session_data".to_owned(),
+            "better-auth.dont_remember".to_owned(),
+        ];
+        let mut out = outbound(None, &[]);
+        out.drop_cookies = &names;
+        rewrite_request(&mut h, &stripped, &out);
+        assert_eq!(h[header::COOKIE], "theme=dark; cart=3; flag");
+        let mut only = map(&[("cookie", "better-auth.session_token=t")]);
+        rewrite_request(&mut only, &stripped, &out);
+        assert!(only.get(header::COOKIE).is_none());
+        // A route to the auth server itself passes them unchanged.
+        let mut kept = map(&[("cookie", "better-auth.session_token=t; a=1")]);
+        rewrite_request(&mut kept, &stripped, &outbound(None, &[]));
+        assert_eq!(kept[header::COOKIE], "better-auth.session_token=t; a=1");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod client_ip;
 pub mod config;
 mod conn;
 mod cors;
+mod csrf;
 mod error;
 mod headers;
 mod jwks;
@@ -24,6 +25,7 @@ pub mod path;
 mod proxy;
 mod route;
 mod server;
+mod session;
 mod state;
 mod tls;
 mod token;
@@ -44,7 +46,7 @@ pub mod internals {
     };
     pub use crate::jwks::{Key, KeySet};
     pub use crate::route::{Match, RouteTable};
-    pub use crate::token::{bearer, parse as parse_token};
+    pub use crate::token::{Profile, bearer, parse as parse_token};
     pub use crate::verify::Authenticator;
 
     /// The authenticator of `config` outside a running gateway (its verified-token

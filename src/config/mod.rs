@@ -16,7 +16,7 @@ use http::{HeaderName, Method};
 use crate::alg::Alg;
 use crate::cors::CorsPolicy;
 pub use crate::jwks::{JwksConfig, JwksLocation};
-pub use raw::AuthMode;
+pub use raw::{AuthMode, TokenSource};
 
 /// The validated configuration of one gateway instance.
 #[derive(Debug, Clone)]
@@ -25,6 +25,7 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
     pub identity: IdentityConfig,
+    pub cookies: CookieConfig,
     /// The folder relative paths in the file resolve against.
     pub base_dir: PathBuf,
 }
@@ -144,6 +145,23 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// The route's CORS policy (its own `cors` table, else the global one).
     pub cors: Option<Arc<CorsPolicy>>,
+    /// Where the token is taken from, in this order: the first one present is the
+    /// credential, and a bad one is a 401 (the next is never tried).
+    pub token_sources: Vec<TokenSource>,
+    /// The route is the auth server (Better Auth) itself: `[cookies] strip` does not apply.
+    pub auth_server: bool,
+}
+
+/// `[cookies]`, validated.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Better Auth's session-cache cookie, without `__Secure-` and without chunk suffix.
+    pub session_cookie: String,
+    /// Removed from requests to routes that are not `auth_server`, each also with the
+    /// `__Secure-` prefix and as chunks (`NAME.0`, `NAME.1`, ...).
+    pub strip: Vec<String>,
+    /// ASCII-serialized origins a cookie-authenticated unsafe request may come from.
+    pub trusted_origins: Vec<String>,
 }
 
 /// Where a route forwards to: `http://host:port` plus an optional base path that is
@@ -333,6 +351,21 @@ impl Config {
             }
             if !r.roles.is_empty() {
                 let _ = write!(s, ", roles {}", r.roles.join("|"));
+            }
+            if r.token_sources != [TokenSource::Authorization] && r.auth != AuthMode::Public {
+                let sources: Vec<&str> = r
+                    .token_sources
+                    .iter()
+                    .map(|t| match t {
+                        TokenSource::Authorization => "authorization",
+                        TokenSource::SessionCookie => "session cookie",
+                        TokenSource::Cookie(name) => name,
+                    })
+                    .collect();
+                let _ = write!(s, ", tokens from {}", sources.join(" then "));
+            }
+            if r.auth_server {
+                let _ = write!(s, ", auth server: cookies pass");
             }
             let _ = writeln!(s, ")");
         }

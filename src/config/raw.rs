@@ -21,6 +21,30 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     pub cors: Option<RawCors>,
+    pub cookies: Option<RawCookies>,
+}
+
+/// `[cookies]`: the Better Auth session cookie, the cookies kept from backends, and the
+/// origins a cookie-authenticated request that changes state may come from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCookies {
+    pub session_cookie: Option<Spanned<String>>,
+    pub strip: Option<Spanned<Vec<String>>>,
+    pub trusted_origins: Option<Spanned<Vec<String>>>,
+}
+
+/// Where a route takes its token from; `token_sources` lists them in the order tried.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `Authorization: Bearer <JWT>`.
+    Authorization,
+    /// Better Auth's signed session cookie (`[cookies] session_cookie`), checked as a
+    /// session-cache JWT, never as a bearer token.
+    SessionCookie,
+    /// A cookie of this name holding a bearer JWT, checked like the header's.
+    Cookie(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +133,8 @@ pub(crate) struct RawRoute {
     pub upstream_protocol: Option<crate::config::UpstreamProtocol>,
     pub upstream_tls: Option<RawUpstreamTls>,
     pub cors: Option<RawCors>,
+    pub token_sources: Option<Spanned<Vec<TokenSource>>>,
+    pub auth_server: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,5 +16,6 @@ mod process;
 mod properties;
 mod protocols;
 mod providers;
+mod session;
 mod slots;
 mod trailers;

@@ -16,6 +16,7 @@ use super::raw::{RawIdentity, RawServer};
 use super::{Config, IdentityConfig, Problem, ServerConfig, TlsSettings};
 use crate::headers;
 
+mod cookies;
 mod document;
 mod providers;
 mod routes;
@@ -146,6 +147,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let server = server(&mut ctx, &raw.server, base_dir);
     let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
     let identity = identity(&mut ctx, &raw.identity);
+    let cookies = cookies::cookies(&mut ctx, raw.cookies.as_ref());
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
     let routes = routes::routes(
         &mut ctx,
@@ -165,6 +167,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             providers,
             routes,
             identity,
+            cookies,
             base_dir: base_dir.to_owned(),
         })
     } else {

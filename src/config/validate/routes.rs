@@ -66,6 +66,8 @@ pub(super) fn routes(
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
                     None => global_cors.cloned(),
                 },
+                token_sources: super::cookies::token_sources(ctx, raw, &key("token_sources")),
+                auth_server: raw.auth_server.unwrap_or(false),
             });
         }
     }
@@ -447,7 +449,7 @@ fn allowed_origins(
 }
 
 /// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
-fn origin(s: &str) -> Option<String> {
+pub(super) fn origin(s: &str) -> Option<String> {
     let url = url::Url::parse(s).ok()?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none()

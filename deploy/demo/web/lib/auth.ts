@@ -13,6 +13,7 @@ function buildOptions() {
       // the JWT's `role` claim for routes with roles = ["admin"].
       admin(),
       jwt({
+        ...(cfg.sessionCookieCache ? { sessionCookieCache: true } : {}),
         jwks: {
           keyPairConfig: keyPairConfigFor(cfg.alg),
           ...(cfg.rotationInterval ? { rotationInterval: cfg.rotationInterval } : {}),
@@ -72,6 +73,9 @@ async function createAuth() {
     // BETTER_AUTH_URL and BETTER_AUTH_SECRET are read by Better Auth itself.
     database,
     emailAndPassword: { enabled: true },
+    ...(cfg.sessionCookieCache
+      ? { session: { cookieCache: { enabled: true, strategy: "jwt" as const, ...cfg.sessionCookieCache } } }
+      : {}),
     plugins,
     databaseHooks: {
       user: {
