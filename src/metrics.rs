@@ -298,7 +298,9 @@ impl Metrics {
         }
         if let Some(up) = up {
             let result = if up { "up" } else { "down" };
-            self.store_switches.get_or_create(&ResultLabel { result }).inc();
+            self.store_switches
+                .get_or_create(&ResultLabel { result })
+                .inc();
             self.store_up.set(i64::from(up));
         }
     }

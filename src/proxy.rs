@@ -124,7 +124,9 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
 fn record_limits(shared: &Shared, trace: &Trace) {
     let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
     for record in &trace.limit.records {
-        shared.metrics.rate_limit(route, &record.policy, record.result);
+        shared
+            .metrics
+            .rate_limit(route, &record.policy, record.result);
         let Some(call) = &record.store else { continue };
         shared
             .metrics
@@ -134,7 +136,9 @@ fn record_limits(shared: &Shared, trace: &Trace) {
                 error = call.error.unwrap_or("-"),
                 "rate limit store (Redis) unavailable: each limit's on_store_error applies until it answers again"
             ),
-            Some(true) => tracing::info!("rate limit store (Redis) answers again: limits are shared"),
+            Some(true) => {
+                tracing::info!("rate limit store (Redis) answers again: limits are shared")
+            }
             None => {}
         }
     }

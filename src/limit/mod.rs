@@ -203,8 +203,7 @@ impl Limits {
                 RouteLimits {
                     route: route.name.clone(),
                     limits,
-                    policy: HeaderValue::from_str(&policy)
-                        .unwrap_or(HeaderValue::from_static("")),
+                    policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
                     headers: route.rate_limit_headers,
                 },
             );

@@ -308,8 +308,10 @@ fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis) -> Option<RedisConfig> {
         DEFAULT_REDIS_TIMEOUT,
         false,
     );
-    let password = raw.password_env.as_ref().and_then(|env| {
-        match std::env::var(env.get_ref()) {
+    let password = raw
+        .password_env
+        .as_ref()
+        .and_then(|env| match std::env::var(env.get_ref()) {
             Ok(v) if !v.is_empty() => Some(v),
             _ => {
                 ctx.problem(
@@ -319,15 +321,16 @@ fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis) -> Option<RedisConfig> {
                 );
                 None
             }
-        }
-    });
+        });
     let parsed = match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.has_host() => u,
         _ => {
             ctx.problem(
                 span,
                 "redis.url",
-                format!("`{url}` is not a URL like \"redis://host:6379/0\" or \"rediss://host:6380/0\""),
+                format!(
+                    "`{url}` is not a URL like \"redis://host:6379/0\" or \"rediss://host:6380/0\""
+                ),
             );
             return None;
         }

@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::{Ctx, resolve};
 use crate::config::raw::{AuthMode, RawCors, RawRateLimit, RawRoute};
 use crate::config::{
-    LimitKey, LimitStore, ProviderConfig, RateLimitConfig, RouteConfig, Upstream,
-    UpstreamProtocol, UpstreamTls,
+    LimitKey, LimitStore, ProviderConfig, RateLimitConfig, RouteConfig, Upstream, UpstreamProtocol,
+    UpstreamTls,
 };
 use crate::cors::{AllowedOrigins, CorsPolicy};
 use crate::path;
@@ -158,7 +158,9 @@ pub(super) fn routes(
             .unwrap_or_default()
             .iter()
             .enumerate()
-            .filter_map(|(j, l)| rate_limit(ctx, l, &key(&format!("rate_limits[{j}]")), auth, has_redis))
+            .filter_map(|(j, l)| {
+                rate_limit(ctx, l, &key(&format!("rate_limits[{j}]")), auth, has_redis)
+            })
             .collect::<Vec<_>>();
         let rate_limits = name_policies(rate_limits);
 
@@ -231,7 +233,11 @@ fn rate_limit(
     }
     let requests = *raw.requests.get_ref();
     if requests == 0 {
-        ctx.problem(Some(raw.requests.span()), k("requests"), "must be at least 1");
+        ctx.problem(
+            Some(raw.requests.span()),
+            k("requests"),
+            "must be at least 1",
+        );
         return None;
     }
     let period = ctx.duration(Some(&raw.period), &k("period"), Duration::ZERO, false);
@@ -252,14 +258,13 @@ fn rate_limit(
         ctx.problem(span, k("burst"), "must be at least 1");
         return None;
     }
-    let store = raw.store.as_ref().map_or(LimitStore::Local, |s| *s.get_ref());
+    let store = raw
+        .store
+        .as_ref()
+        .map_or(LimitStore::Local, |s| *s.get_ref());
     if store == LimitStore::Redis && !has_redis {
         let span = raw.store.as_ref().map(Spanned::span);
-        ctx.problem(
-            span,
-            k("store"),
-            "store = \"redis\" needs a [redis] table",
-        );
+        ctx.problem(span, k("store"), "store = \"redis\" needs a [redis] table");
     }
     if store == LimitStore::Local && raw.on_store_error.is_some() {
         ctx.problem(
