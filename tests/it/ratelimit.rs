@@ -312,6 +312,39 @@ async fn client_address_limits_believe_x_forwarded_for_only_from_a_trusted_proxy
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_limit_is_one_budget_for_everyone_who_shares_the_claim() {
+    let parts = Parts::start().await;
+    let tail = parts.route(
+        "org",
+        "required",
+        r#"{ key = "claim:org", requests = 1, period = "1h" }"#,
+    );
+    let gw = parts.gateway("", &tail).await;
+    let member = |sub: &str, org: Option<&str>| {
+        let mut c = claims(sub);
+        if let Some(org) = org {
+            c["org"] = serde_json::json!(org);
+        }
+        parts.key.mint(Alg::EdDSA, &c)
+    };
+    let status = async |token: String| gw.get_as("/org", &token).await.status;
+    assert_eq!(status(member("ann", Some("acme"))).await, StatusCode::OK);
+    // Another member of acme: the organisation's budget is spent.
+    assert_eq!(
+        status(member("ben", Some("acme"))).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status(member("cat", Some("globex"))).await, StatusCode::OK);
+    // No `org` claim: the user counts as themselves.
+    assert_eq!(status(member("dan", None)).await, StatusCode::OK);
+    assert_eq!(
+        status(member("dan", None)).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    gw.shutdown().await;
+}
+
 #[test]
 fn a_redis_store_without_a_redis_table_is_a_config_error() {
     let text = r#"
