@@ -151,6 +151,11 @@ fn record_error(shared: &Shared, trace: &Trace, conn: Conn, e: &Error) {
         shared.metrics.upstream_error(route, kind);
     }
     let chain = error::chain(e);
+    if let Error::LimitStoreUnavailable = e {
+        // The store going away is logged once, when a request finds it (record_limits).
+        tracing::debug!(peer = %conn.peer, "refused: {chain}");
+        return;
+    }
     match e.blame() {
         Blame::Client => {
             let reason = trace.auth.map_or("-", |(_, outcome)| outcome);
