@@ -345,6 +345,43 @@ async fn a_claim_limit_is_one_budget_for_everyone_who_shares_the_claim() {
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_counts_of_limits_it_does_not_change() {
+    let parts = Parts::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.toml");
+    let config = |requests: u32, extra: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}{}{extra}",
+            parts.provider(),
+            parts.route(
+                "lim",
+                "required",
+                &format!(r#"{{ key = "user", requests = {requests}, period = "1h" }}"#)
+            ),
+        )
+    };
+    std::fs::write(&path, config(2, "")).unwrap();
+    let gw = portcullis::Gateway::start_from(path.clone()).await.unwrap();
+    let alice = parts.token("alice");
+    eventually(10, "ready", async || gw.is_ready()).await;
+    let status = async || get_as(gw.proxy_addr(), "/lim", &alice).await.status;
+    assert_eq!(status().await, StatusCode::OK);
+    assert_eq!(status().await, StatusCode::OK);
+    assert_eq!(status().await, StatusCode::TOO_MANY_REQUESTS);
+
+    // Another route added: alice's spent budget stays spent.
+    std::fs::write(&path, config(2, &parts.route("other", "required", ""))).unwrap();
+    gw.reload().await.unwrap();
+    assert_eq!(status().await, StatusCode::TOO_MANY_REQUESTS);
+
+    // The limit itself changed: it starts afresh.
+    std::fs::write(&path, config(3, "")).unwrap();
+    gw.reload().await.unwrap();
+    assert_eq!(status().await, StatusCode::OK);
+    gw.shutdown().await;
+}
+
 #[test]
 fn a_redis_store_without_a_redis_table_is_a_config_error() {
     let text = r#"
