@@ -57,6 +57,14 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The URL the test itself uses, with the password if the server has one.
+    fn admin_url(&self) -> String {
+        match self.args.iter().position(|a| a == "--requirepass") {
+            Some(i) => format!("redis://:{}@127.0.0.1:{}/0", self.args[i + 1], self.port),
+            None => self.url(),
+        }
+    }
+
     /// Polls PING until it answers; false if the server exited (port taken).
     fn wait_answering(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -73,7 +81,7 @@ impl RedisServer {
     }
 
     fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.url())?;
+        let client = redis::Client::open(self.admin_url())?;
         let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
@@ -90,7 +98,7 @@ impl RedisServer {
     }
 
     fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url()).unwrap();
+        let client = redis::Client::open(self.admin_url()).unwrap();
         let mut con = client.get_connection().unwrap();
         redis::cmd("KEYS").arg("*").query(&mut con).unwrap()
     }
@@ -480,6 +488,54 @@ async fn three_gateway_processes_share_one_budget_and_redis_keys_expire() {
         let (status, _) = gw.stop().await;
         assert!(status.success());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_password_comes_from_the_environment_and_is_never_logged() {
+    const PASSWORD: &str = "rl-test-password-7f3a";
+    let redis = RedisServer::start(&["--requirepass", PASSWORD]);
+    let parts = Parts::start().await;
+    let body = format!(
+        "{}[redis]\nurl = \"{}\"\npassword_env = \"PORTCULLIS_TEST_REDIS_PASSWORD\"\ntimeout = \"2s\"\n{}",
+        parts.provider(),
+        redis.url(),
+        parts.route(
+            "shared",
+            "required",
+            r#"{ key = "user", requests = 1, period = "1h", store = "redis", on_store_error = "deny" }"#
+        ),
+    );
+    let config = run_config("ratelimit-password", &body);
+    let gw = Running::start(
+        &config,
+        &[],
+        &[("PORTCULLIS_TEST_REDIS_PASSWORD", PASSWORD)],
+    )
+    .await;
+    gw.wait_ready().await;
+    let alice = parts.token("alice");
+    // Counted in Redis (a refused AUTH would be a 503 under "deny").
+    assert_eq!(
+        get_as(gw.proxy, "/shared", &alice).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_as(gw.proxy, "/shared", &alice).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let (status, lines) = gw.stop().await;
+    assert!(status.success());
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().all(|l| !l.contains(PASSWORD)),
+        "the password reached the log"
+    );
+    // Without the password Redis refuses every command.
+    let open = redis::Client::open(redis.url()).unwrap();
+    let refused: redis::RedisResult<i64> = open
+        .get_connection()
+        .and_then(|mut c| redis::cmd("DBSIZE").query(&mut c));
+    assert!(refused.is_err());
 }
 
 /// Three routes on one Redis, one per `on_store_error` policy, two requests a period.
