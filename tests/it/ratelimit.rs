@@ -4,135 +4,16 @@
 //! that never answers, Redis out of memory) with an in-process gateway, whose metrics
 //! and answers show what a user of it would notice.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use portcullis::Config;
 use tokio::task::JoinSet;
 
 use crate::process::{Running, run_config};
+use crate::support::redis::RedisServer;
 use crate::support::*;
-
-/// A `redis-server` of its own, on a free port, with no persistence; killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    args: Vec<String>,
-}
-
-impl RedisServer {
-    fn start(extra: &[&str]) -> RedisServer {
-        let found = Command::new("sh")
-            .args(["-c", "command -v redis-server"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "redis-server is not on PATH: scripts/test.sh installs it (apt-get install -y redis-server)"
-        );
-        let args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        // Redis needs a real port: take a free one from the kernel, release it, and try
-        // again with another if something else took it in between.
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut server = RedisServer {
-                child: spawn_redis(port, &args),
-                port,
-                args: args.clone(),
-            };
-            if server.wait_answering() {
-                return server;
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// The URL the test itself uses, with the password if the server has one.
-    fn admin_url(&self) -> String {
-        match self.args.iter().position(|a| a == "--requirepass") {
-            Some(i) => format!("redis://:{}@127.0.0.1:{}/0", self.args[i + 1], self.port),
-            None => self.url(),
-        }
-    }
-
-    /// Polls PING until it answers; false if the server exited (port taken).
-    fn wait_answering(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            if self.try_cmd(&["PING"]).is_ok() {
-                return true;
-            }
-            assert!(Instant::now() < deadline, "redis-server never answered");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn try_cmd(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(self.admin_url())?;
-        let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query(&mut con)
-    }
-
-    fn int(&self, args: &[&str]) -> i64 {
-        match self.try_cmd(args).unwrap() {
-            redis::Value::Int(n) => n,
-            other => panic!("{args:?} answered {other:?}"),
-        }
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.admin_url()).unwrap();
-        let mut con = client.get_connection().unwrap();
-        redis::cmd("KEYS").arg("*").query(&mut con).unwrap()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A new server on the same port (the gateways know only that address).
-    fn restart(&mut self) {
-        self.child = spawn_redis(self.port, &self.args);
-        assert!(self.wait_answering(), "redis-server restarted on its port");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_redis(port: u16, extra: &[String]) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--dir", &std::env::temp_dir().display().to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts")
-}
 
 /// A JWKS server, an echo upstream and the provider config that trusts the JWKS.
 struct Parts {
@@ -531,10 +412,10 @@ async fn a_redis_password_comes_from_the_environment_and_is_never_logged() {
         "the password reached the log"
     );
     // Without the password Redis refuses every command.
-    let open = redis::Client::open(redis.url()).unwrap();
-    let refused: redis::RedisResult<i64> = open
+    let open = ::redis::Client::open(redis.url()).unwrap();
+    let refused: ::redis::RedisResult<i64> = open
         .get_connection()
-        .and_then(|mut c| redis::cmd("DBSIZE").query(&mut c));
+        .and_then(|mut c| ::redis::cmd("DBSIZE").query(&mut c));
     assert!(refused.is_err());
 }
 
@@ -634,8 +515,8 @@ async fn a_full_redis_applies_the_policy_and_never_answers_500() {
     // Fill it: a limit just above what it uses now, then data until writes are refused.
     let used: i64 = {
         let info = match redis.try_cmd(&["INFO", "memory"]).unwrap() {
-            redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
-            redis::Value::VerbatimString { text, .. } => text,
+            ::redis::Value::BulkString(b) => String::from_utf8(b).unwrap(),
+            ::redis::Value::VerbatimString { text, .. } => text,
             other => panic!("INFO answered {other:?}"),
         };
         info.lines()
@@ -651,13 +532,13 @@ async fn a_full_redis_applies_the_policy_and_never_answers_500() {
         .unwrap();
     // One connection fills it and stays open (its buffers count too), until even a
     // small write on a new connection is refused.
-    let client = redis::Client::open(redis.url()).unwrap();
+    let client = ::redis::Client::open(redis.url()).unwrap();
     let mut filler = client.get_connection().unwrap();
     let value = "x".repeat(8 * 1024);
     let mut i = 0;
     while redis.try_cmd(&["SET", "probe", "1"]).is_ok() {
         for _ in 0..16 {
-            let _: redis::RedisResult<()> = redis::cmd("SET")
+            let _: ::redis::RedisResult<()> = ::redis::cmd("SET")
                 .arg(format!("filler:{i}"))
                 .arg(&value)
                 .query(&mut filler);
