@@ -262,6 +262,8 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// Longest wait for one command; past it, the limit's `on_store_error` applies.
     pub timeout: Duration,
+    /// For `rediss://`: the PEM roots to trust instead of the system's, and their file.
+    pub ca: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -271,6 +273,7 @@ impl fmt::Debug for RedisConfig {
             .field("password_env", &self.password_env)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("ca", &self.ca.as_ref().map(|(path, _)| path))
             .finish()
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct RawRedis {
     pub url: Spanned<String>,
     pub password_env: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

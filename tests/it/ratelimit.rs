@@ -419,6 +419,57 @@ async fn a_redis_password_comes_from_the_environment_and_is_never_logged() {
     assert!(refused.is_err());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_speaks_tls_to_redis_trusting_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let (cert_file, key_file) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let redis = RedisServer::start(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert_file,
+        "--tls-key-file",
+        &key_file,
+        "--tls-ca-cert-file",
+        &cert_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let parts = Parts::start().await;
+    let tail = format!(
+        "[redis]\nurl = \"rediss://127.0.0.1:{tls_port}/0\"\nca = \"{cert_file}\"\ntimeout = \"2s\"\n{}",
+        parts.route(
+            "shared",
+            "required",
+            r#"{ key = "user", requests = 1, period = "1h", store = "redis", on_store_error = "deny" }"#
+        ),
+    );
+    let gw = parts.gateway("", &tail).await;
+    let alice = parts.token("alice");
+    assert_eq!(gw.get_as("/shared", &alice).await.status, StatusCode::OK);
+    assert_eq!(
+        gw.get_as("/shared", &alice).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The count went over TLS into this Redis.
+    assert_eq!(redis.int(&["DBSIZE"]), 1);
+    gw.shutdown().await;
+}
+
 /// Three routes on one Redis, one per `on_store_error` policy, two requests a period.
 fn policy_routes(parts: &Parts, redis_url: &str, timeout: &str) -> String {
     let limit = |policy: &str| {
