@@ -128,6 +128,46 @@ async fn a_user_over_the_limit_gets_429_with_headers_and_another_user_is_unaffec
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_limit_of_a_route_applies_and_the_tightest_speaks_in_ratelimit() {
+    let parts = Parts::start().await;
+    let tail = format!(
+        "{}{}rate_limit_headers = false\n",
+        parts.route(
+            "two",
+            "required",
+            r#"{ key = "user", requests = 100, period = "1m" }, { key = "user", requests = 2, period = "1h" }"#,
+        ),
+        parts.route(
+            "quiet",
+            "required",
+            r#"{ key = "user", requests = 1, period = "1h" }"#
+        ),
+    );
+    let gw = parts.gateway("", &tail).await;
+    let alice = parts.token("alice");
+    let r = gw.get_as("/two", &alice).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("ratelimit-policy"),
+        Some(r#""user";q=100;w=60, "user-2";q=2;w=3600"#)
+    );
+    assert!(
+        r.header("ratelimit")
+            .unwrap()
+            .starts_with(r#""user-2";r=1;"#)
+    );
+    assert_eq!(gw.get_as("/two", &alice).await.status, StatusCode::OK);
+    let r = gw.get_as("/two", &alice).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.header("ratelimit")
+            .unwrap()
+            .starts_with(r#""user-2";r=0;"#)
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_address_limits_believe_x_forwarded_for_only_from_a_trusted_proxy() {
     let parts = Parts::start().await;
     let tail = format!(
@@ -288,6 +328,33 @@ rate_limits = [{ key = "user", requests = 10, period = "1m", store = "redis" }]
     assert!(err.contains("[redis]"), "{err}");
     // And a public route has no user to count by.
     assert!(err.contains("rate_limits[0].key"), "{err}");
+    // Every mistake at once, each with its key.
+    let text = r#"
+[[routes]]
+name = "api"
+prefix = "/api"
+upstream = "http://127.0.0.1:1"
+auth = "public"
+rate_limits = [
+  { key = "email", requests = 10, period = "1m" },
+  { key = "client_ip", requests = 0, period = "1m" },
+  { key = "client_ip", requests = 10, period = "soon" },
+  { key = "client_ip", requests = 10, period = "1m", burst = 0 },
+  { key = "client_ip", requests = 10, period = "1m", on_store_error = "deny" },
+]
+"#;
+    let err = Config::from_toml(text, "t.toml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "rate_limits[0].key",
+        "rate_limits[1].requests",
+        "rate_limits[2].period",
+        "rate_limits[3].burst",
+        "rate_limits[4].on_store_error",
+    ] {
+        assert!(err.contains(key), "{key} missing from {err}");
+    }
     let with_password = "[redis]\nurl = \"redis://:hunter2@127.0.0.1:6379\"\n";
     let err = Config::from_toml(with_password, "t.toml", std::path::Path::new("."))
         .unwrap_err()
