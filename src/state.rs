@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
+use crate::limit::Limits;
 use crate::metrics::Metrics;
 use crate::route::RouteTable;
 use crate::upstream::{self, Slots, UpstreamClient};
@@ -16,6 +17,9 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub auth: Authenticator,
     pub identity_headers: IdentityHeaders,
+    /// Each route's rate limits; a reload keeps the counts of the limits that did not
+    /// change, and the Redis connection.
+    pub limits: Limits,
     /// Each upstream's slots, by scheme and authority; a reload keeps those whose bound
     /// did not change, so requests in flight across it still count.
     slots: HashMap<(bool, String), Arc<Slots>>,
@@ -57,11 +61,13 @@ impl Snapshot {
                 .chain(config.identity.claim_headers.iter().map(|(_, h)| h))
                 .chain(&config.identity.strip_headers),
         );
+        let limits = Limits::new(&config, previous.map(|p| &p.limits));
         Snapshot {
             config,
             routes,
             auth,
             identity_headers,
+            limits,
             slots,
         }
     }

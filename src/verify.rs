@@ -40,6 +40,8 @@ pub struct Identity {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    /// `(claim, value)` of each claim a rate limit counts by (`key = "claim:NAME"`).
+    pub limit_claims: Vec<(String, String)>,
     /// The JWKS key that verified the token (`None` for a shared secret).
     key: Option<Arc<Key>>,
     /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
@@ -78,6 +80,7 @@ pub struct Authenticator {
     by_issuer: HashMap<String, usize>,
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
     identity: IdentityConfig,
+    limit_claims: Vec<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -177,6 +180,7 @@ impl Authenticator {
             by_issuer,
             cache,
             identity: config.identity.clone(),
+            limit_claims: crate::limit::claims(config),
             metrics: metrics.clone(),
         }
     }
@@ -316,6 +320,7 @@ impl Authenticator {
             claim_headers: self.claim_headers(&t.claims),
             scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
             roles: t.claims.roles(provider.config.roles_claim.as_deref()),
+            limit_claims: crate::limit::claim_values(&self.limit_claims, &t.claims.all),
             key,
             valid_until,
         })

@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub identity: RawIdentity,
     pub cors: Option<RawCors>,
     pub cookies: Option<RawCookies>,
+    pub redis: Option<RawRedis>,
 }
 
 /// `[cookies]`: the Better Auth session cookie, the cookies kept from backends, and the
@@ -49,6 +50,26 @@ pub enum TokenSource {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    pub url: Spanned<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub key: Spanned<String>,
+    pub requests: Spanned<u32>,
+    pub period: Spanned<String>,
+    pub burst: Option<Spanned<u32>>,
+    pub store: Option<Spanned<crate::config::LimitStore>>,
+    pub on_store_error: Option<crate::config::OnStoreError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawCors {
     pub allowed_origins: Spanned<Vec<String>>,
     pub allowed_methods: Option<Spanned<Vec<String>>>,
@@ -72,6 +93,7 @@ pub(crate) struct RawServer {
     pub max_upstream_requests: Option<usize>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    pub rate_limit_keys: Option<u64>,
     pub tls: Option<RawTls>,
 }
 
@@ -135,6 +157,8 @@ pub(crate) struct RawRoute {
     pub cors: Option<RawCors>,
     pub token_sources: Option<Spanned<Vec<TokenSource>>>,
     pub auth_server: Option<bool>,
+    pub rate_limits: Option<Vec<RawRateLimit>>,
+    pub rate_limit_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ mod process;
 mod properties;
 mod protocols;
 mod providers;
+mod ratelimit;
 mod session;
 mod slots;
 mod trailers;

@@ -12,8 +12,8 @@ use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawIdentity, RawServer};
-use super::{Config, IdentityConfig, Problem, ServerConfig, TlsSettings};
+use super::raw::{RawIdentity, RawRedis, RawServer};
+use super::{Config, IdentityConfig, Problem, RedisConfig, ServerConfig, TlsSettings};
 use crate::headers;
 
 mod cookies;
@@ -32,6 +32,9 @@ const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Envoy's default for a cluster's requests in flight.
 const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_RATE_LIMIT_KEYS: u64 = 100_000;
+/// A Redis round trip on a local network takes well under a millisecond.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
 /// hyper cannot read a request head into a smaller buffer.
 const MIN_MAX_HEADER_BYTES: usize = 8192;
 
@@ -149,12 +152,17 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let identity = identity(&mut ctx, &raw.identity);
     let cookies = cookies::cookies(&mut ctx, raw.cookies.as_ref());
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
+    let redis = raw
+        .redis
+        .as_ref()
+        .and_then(|r| redis(&mut ctx, r, base_dir));
     let routes = routes::routes(
         &mut ctx,
         base_dir,
         &raw.routes,
         &providers,
         global_cors.as_ref(),
+        raw.redis.is_some(),
     );
 
     // Keys of the semantic checks count the file's elements, set-aside ones included.
@@ -168,6 +176,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             routes,
             identity,
             cookies,
+            redis,
             base_dir: base_dir.to_owned(),
         })
     } else {
@@ -249,6 +258,14 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             None => DEFAULT_MAX_HEADER_BYTES,
         },
         trusted_proxies: trusted_proxies(ctx, raw.trusted_proxies.as_ref()),
+        rate_limit_keys: match raw.rate_limit_keys {
+            Some(0) => {
+                ctx.problem(None, "server.rate_limit_keys", "must be at least 1");
+                DEFAULT_RATE_LIMIT_KEYS
+            }
+            Some(n) => n,
+            None => DEFAULT_RATE_LIMIT_KEYS,
+        },
         tls: raw.tls.as_ref().and_then(|t| {
             let cert = resolve(base_dir, t.cert.get_ref());
             let key = resolve(base_dir, t.key.get_ref());
@@ -279,6 +296,88 @@ fn trusted_proxies(ctx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<String>>>) -> Vec
         }
     }
     out
+}
+
+/// `[redis]`: a `redis://` or `rediss://` URL without a password (that comes from
+/// `password_env`, so it never sits in the file), and a per-command timeout.
+fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis, base_dir: &Path) -> Option<RedisConfig> {
+    let url = raw.url.get_ref().trim();
+    let span = Some(raw.url.span());
+    let timeout = ctx.duration(
+        raw.timeout.as_ref(),
+        "redis.timeout",
+        DEFAULT_REDIS_TIMEOUT,
+        false,
+    );
+    let password = raw
+        .password_env
+        .as_ref()
+        .and_then(|env| match std::env::var(env.get_ref()) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                ctx.problem(
+                    Some(env.span()),
+                    "redis.password_env",
+                    format!("environment variable `{}` is not set", env.get_ref()),
+                );
+                None
+            }
+        });
+    let parsed = match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.has_host() => u,
+        _ => {
+            ctx.problem(
+                span,
+                "redis.url",
+                format!(
+                    "`{url}` is not a URL like \"redis://host:6379/0\" or \"rediss://host:6380/0\""
+                ),
+            );
+            return None;
+        }
+    };
+    if parsed.password().is_some() {
+        // Never echo the URL here: it holds the password.
+        ctx.problem(
+            span,
+            "redis.url",
+            "the URL holds a password; put it in an environment variable and name it in password_env",
+        );
+        return None;
+    }
+    if let Err(e) = ::redis::Client::open(url) {
+        ctx.problem(span, "redis.url", format!("`{url}`: {e}"));
+        return None;
+    }
+    let ca = match &raw.ca {
+        None => None,
+        Some(ca) if parsed.scheme() != "rediss" => {
+            ctx.problem(Some(ca.span()), "redis.ca", "needs a rediss:// url");
+            None
+        }
+        Some(ca) => {
+            let path = resolve(base_dir, ca.get_ref());
+            match std::fs::read(&path) {
+                Ok(pem) => Some((path, pem)),
+                Err(e) => {
+                    let shown = path.display();
+                    ctx.problem(
+                        Some(ca.span()),
+                        "redis.ca",
+                        format!("cannot read {shown}: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    Some(RedisConfig {
+        url: url.to_owned(),
+        password_env: raw.password_env.as_ref().map(|e| e.get_ref().clone()),
+        password,
+        timeout,
+        ca,
+    })
 }
 
 fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {
