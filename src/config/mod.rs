@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the
     /// gateway); from any other peer the header is replaced. Empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// One line per request on stderr (see `access_log.rs`); off behind a mesh that
+    /// logs already.
+    pub access_log: bool,
     /// TLS termination; `None` serves plain HTTP (and h2c).
     pub tls: Option<TlsSettings>,
 }

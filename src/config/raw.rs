@@ -48,6 +48,7 @@ pub(crate) struct RawServer {
     pub max_upstream_requests: Option<usize>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    pub access_log: Option<bool>,
     pub tls: Option<RawTls>,
 }
 

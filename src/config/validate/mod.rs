@@ -246,6 +246,7 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             None => DEFAULT_MAX_HEADER_BYTES,
         },
         trusted_proxies: trusted_proxies(ctx, raw.trusted_proxies.as_ref()),
+        access_log: raw.access_log.unwrap_or(true),
         tls: raw.tls.as_ref().and_then(|t| {
             let cert = resolve(base_dir, t.cert.get_ref());
             let key = resolve(base_dir, t.key.get_ref());
