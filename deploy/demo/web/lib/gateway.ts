@@ -1,11 +1,12 @@
 // The page's only way to the task service: through Portcullis. Two shapes:
 //
-// sidecar (the default): Portcullis is on another origin and wants Better Auth's JWT as a
-// bearer token. The JWT lives in this module's memory only (never in localStorage, sessionStorage or
-// a cookie the page can read). It comes from Better Auth's GET /api/auth/token, which
-// the session cookie (httpOnly) authorizes. A token close to its `exp` is replaced
-// before use; a 401 from the gateway gets one refresh and one retry, and a 401 after
-// that, or a token endpoint that no longer knows the session, means "signed out".
+// sidecar (the default): Portcullis is on another origin and wants Better Auth's JWT as
+// a bearer token. The JWT lives in this module's memory only (never in localStorage,
+// sessionStorage or a cookie the page can read). It comes from Better Auth's GET
+// /api/auth/token, which the session cookie (httpOnly) authorizes. A token close to its
+// `exp` is replaced before use; a 401 from the gateway gets one refresh and one retry,
+// and a 401 after that, or a token endpoint that no longer knows the session, means
+// "signed out".
 //
 // edge: Portcullis serves this page too, so every call goes to the same origin and the
 // browser's own session cookie (signed by Better Auth, httpOnly) is the credential. No
