@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Starts the whole demo on this machine:
+# Starts the whole demo on this machine, in one of two shapes.
+# Sidecar (the default; config/demo.toml): the page and the gateway are two origins, and
+# the page sends Better Auth's JWT as a bearer token:
 #   web app (Next.js + Better Auth)  http://localhost:3000
 #   Portcullis gateway               http://127.0.0.1:8080   (admin: http://127.0.0.1:9090)
 #   task service (FastAPI)           http://127.0.0.1:8000   (reachable on loopback only)
+# Edge (--edge; config/edge.toml): Portcullis is the only origin the browser sees and
+# Better Auth's signed session cookie is the credential (no token code in the page):
+#   Portcullis gateway               http://localhost:8080   (admin: http://127.0.0.1:9090)
+#     /, /api/auth/*   -> web app    http://127.0.0.1:3000   (loopback only)
+#     /api/tasks, /api/admin -> task service http://127.0.0.1:8000 (loopback only)
 # Installs and builds what is missing first (scripts/demo-setup.sh), waits until
 # every part answers, prints the URL to open and a curl walk-through, and runs until
 # Ctrl-C. The previous run's logs are kept as *.log.1 next to the new ones.
 #
-# Usage: deploy/demo/run.sh [--reset]
+# Usage: deploy/demo/run.sh [--edge] [--reset]
+#   --edge    start the edge shape instead of the sidecar one
 #   --reset   delete the demo's databases and secret before starting
 # Environment (optional):
 #   DEMO_ADMIN_EMAILS       comma-separated emails whose accounts get the admin role
@@ -42,10 +50,24 @@ die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 for arg in "$@"; do
   case "$arg" in
     --reset) RESET=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --edge) EDGE=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
+
+# Edge mode: the gateway serves the pages too, so the web app's public URL is the gateway's.
+if [ "${EDGE:-0}" = 1 ]; then
+  CONFIG="$REPO_ROOT/config/edge.toml"
+  GATEWAY_URL="http://localhost:$GATEWAY_PORT"
+  PUBLIC_URL="$GATEWAY_URL"
+  TRUSTED_ORIGINS="$GATEWAY_URL,http://127.0.0.1:$GATEWAY_PORT"
+  EDGE_ENV=(PORTCULLIS_EDGE=1 SESSION_COOKIE_CACHE=jwt)
+else
+  PUBLIC_URL="$WEB_URL"
+  TRUSTED_ORIGINS="$WEB_URL,http://127.0.0.1:$WEB_PORT"
+  EDGE_ENV=()
+fi
 
 started_at=$SECONDS
 "$REPO_ROOT/scripts/demo-setup.sh"
@@ -81,11 +103,11 @@ for port in "$WEB_PORT" "$GATEWAY_PORT" "$ADMIN_PORT" "$TASKS_PORT"; do
   if ! port_free "$port"; then
     holder=""
     command -v ss >/dev/null 2>&1 && holder="$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n1)"
-    die "port $port on 127.0.0.1 is in use${holder:+ by $holder}; stop whatever listens there (the ports are fixed by config/demo.toml)"
+    die "port $port on 127.0.0.1 is in use${holder:+ by $holder}; stop whatever listens there (the ports are fixed by ${CONFIG#"$REPO_ROOT"/})"
   fi
 done
 
-"$GATEWAY_BIN" check --config "$CONFIG" >/dev/null || die "config/demo.toml does not validate"
+"$GATEWAY_BIN" check --config "$CONFIG" >/dev/null || die "${CONFIG#"$REPO_ROOT"/} does not validate"
 
 # Keep the previous run's logs (one generation) instead of overwriting them; only now,
 # so that a start refused above leaves a running demo's logs alone.
@@ -152,12 +174,12 @@ wait_ready() { # name pid url log timeout_seconds
 
 # --- start ------------------------------------------------------------------------
 
-say "starting web app on $WEB_URL"
+say "starting web app on http://127.0.0.1:$WEB_PORT (public URL: $PUBLIC_URL)"
 start web "$LOG_DIR/web.log" env \
   NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 \
-  BETTER_AUTH_URL="$WEB_URL" \
+  BETTER_AUTH_URL="$PUBLIC_URL" \
   BETTER_AUTH_SECRET="$(cat "$SECRET_FILE")" \
-  BETTER_AUTH_TRUSTED_ORIGINS="$WEB_URL,http://127.0.0.1:$WEB_PORT" \
+  BETTER_AUTH_TRUSTED_ORIGINS="$TRUSTED_ORIGINS" "${EDGE_ENV[@]}" \
   DATABASE_URL="${WEB_DATABASE_URL:-file:$STATE_DIR/auth.db}" \
   JWT_ALG="${JWT_ALG:-EdDSA}" JWT_EXPIRATION="${JWT_EXPIRATION:-15m}" \
   GATEWAY_URL="$GATEWAY_URL" DEMO_ADMIN_EMAILS="${DEMO_ADMIN_EMAILS:-}" \
@@ -178,6 +200,49 @@ start portcullis "$LOG_DIR/portcullis.log" env NO_COLOR=1 "$GATEWAY_BIN" --confi
 GATEWAY_PID=$!
 wait_ready "Portcullis" "$GATEWAY_PID" "http://127.0.0.1:$ADMIN_PORT/readyz" "$LOG_DIR/portcullis.log" 30
 
+if [ "${EDGE:-0}" = 1 ]; then
+  cat <<EOT
+
+  ┌──────────────────────────────────────────────────────────────────────────┐
+    Open $GATEWAY_URL in your browser
+    sign up, then add, edit, complete and delete your tasks.
+  └──────────────────────────────────────────────────────────────────────────┘
+
+  Portcullis demo is running in edge mode (ready in $((SECONDS - started_at))s). Ctrl-C stops everything.
+
+  Portcullis (the only origin the browser sees)  $GATEWAY_URL
+    /, /api/auth/*         -> web app (loopback only)  http://127.0.0.1:$WEB_PORT
+    /api/tasks, /api/admin -> task service (loopback only, no auth!)  http://127.0.0.1:$TASKS_PORT
+  Gateway admin                              http://127.0.0.1:$ADMIN_PORT/readyz
+  Logs (previous run: *.log.1)               ${LOG_DIR#"$REPO_ROOT"/}/{web,tasks,portcullis}.log
+
+  The page sends no token: Better Auth's signed session cookie is the credential, and
+  Portcullis refuses a write carrying it from another site (403 cross_site_request).
+
+  Walk-through with curl (in another terminal; every step can be run again):
+
+  GW=$GATEWAY_URL
+
+  # 1. Sign up, or sign in if the account exists, through the gateway; cookies go to a jar
+  curl -fs -o /dev/null -c /tmp/portcullis-edge.cookies \$GW/api/auth/sign-up/email -H "Origin: \$GW" \\
+    -H 'content-type: application/json' -d '{"name":"Demo User","email":"demo@example.com","password":"correct-horse-battery"}' ||
+  curl -fsS -o /dev/null -c /tmp/portcullis-edge.cookies \$GW/api/auth/sign-in/email -H "Origin: \$GW" \\
+    -H 'content-type: application/json' -d '{"email":"demo@example.com","password":"correct-horse-battery"}' && echo "signed in"
+
+  # 2. Create a task and list your tasks with the session cookie alone (a write says where it comes from)
+  curl -s -b /tmp/portcullis-edge.cookies \$GW/api/tasks -H "Origin: \$GW" -H 'content-type: application/json' \\
+    -d '{"title":"Try edge mode"}'; echo
+  curl -s -b /tmp/portcullis-edge.cookies \$GW/api/tasks; echo
+
+  # 3. The same write from another site: refused before the task service
+  curl -s -b /tmp/portcullis-edge.cookies \$GW/api/tasks -H 'Origin: http://evil.example' \\
+    -H 'content-type: application/json' -d '{"title":"forged"}'; echo     # 403 cross_site_request
+
+  # 4. No cookie: 401 session_missing (the page then asks /api/auth/get-session and retries once)
+  curl -s \$GW/api/tasks; echo
+
+EOT
+else
 if [ -n "${DEMO_ADMIN_EMAILS:-}" ]; then
   ADMINS="now: $DEMO_ADMIN_EMAILS"
 else
@@ -246,6 +311,7 @@ cat <<EOT
   curl -s \$GW/api/admin/stats -H "Authorization: Bearer \$JWT"; echo
 
 EOT
+fi
 
 # Run until Ctrl-C or until one of the three exits.
 set +e

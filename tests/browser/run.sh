@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser suite: the demo task app in a real Chromium from Debian's `chromium`
 # package, driven by playwright-core (which downloads no browser), against the Next.js
-# production build, the task service and the Portcullis binary on free loopback ports.
+# production build, the task service and the Portcullis binary on free loopback ports,
+# in both shapes: sidecar (tasks.test.mjs) and edge (edge.test.mjs).
 #
 # Installs what it needs: chromium (apt-get, when /usr/bin/chromium is missing), the
 # demo stack (scripts/demo-setup.sh) and playwright-core (npm ci in this folder).
@@ -39,5 +40,6 @@ fi
 rm -rf "$HERE/artifacts/"*/
 say "running the browser suite ($("$CHROMIUM_BIN" --version 2>/dev/null || echo chromium))"
 cd "$HERE"
-# One file, one stack, tests in order; the spec reporter ends with the totals.
-node --test --test-concurrency=1 --test-reporter=spec tasks.test.mjs
+# One stack per file (sidecar shape, then edge shape), files one after the other, tests
+# in order; the spec reporter ends with the totals.
+node --test --test-concurrency=1 --test-reporter=spec tasks.test.mjs edge.test.mjs

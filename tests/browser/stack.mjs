@@ -1,6 +1,8 @@
 // Starts the demo stack for the browser tests: the Next.js production build (Better
 // Auth), the task service and the Portcullis binary, each its own process group on a
-// free 127.0.0.1 port, logging to a file. Readiness is polled; every process is stopped
+// free 127.0.0.1 port, logging to a file. Two shapes: sidecar (the page on the web app's
+// origin, the gateway on another, bearer JWTs) and edge (the gateway in front of both,
+// the session cookie as the credential; config/edge.toml). Readiness is polled; every process is stopped
 // by its PID (the whole group, so Next.js workers go too).
 
 import { spawn } from "node:child_process";
@@ -161,11 +163,68 @@ claim_headers = { email = "X-User-Email" }
 `;
 }
 
+// Edge mode (config/edge.toml's shape): the gateway is the page's origin; the web app
+// behind it is reached on loopback, and so is its JWKS.
+function edgeGatewayConfig({ listen, admin, webUrl, gatewayUrl, tasksUrl, leeway }) {
+  return `[server]
+listen = "127.0.0.1:${listen}"
+admin_listen = "127.0.0.1:${admin}"
+upstream_timeout = "10s"
+
+[[providers]]
+name = "better-auth"
+issuer = "${gatewayUrl}"
+audiences = ["${gatewayUrl}"]
+jwks_url = "${webUrl}/api/auth/jwks"
+leeway = "${leeway}"
+refresh_interval = "5m"
+refresh_cooldown = "1s"
+
+[cookies]
+trusted_origins = ["${gatewayUrl}"]
+
+[[routes]]
+name = "tasks"
+prefix = "/api/tasks"
+upstream = "${tasksUrl}"
+auth = "required"
+token_sources = ["authorization", "session_cookie"]
+
+[[routes]]
+name = "admin"
+prefix = "/api/admin"
+upstream = "${tasksUrl}"
+auth = "required"
+roles = ["admin"]
+token_sources = ["authorization", "session_cookie"]
+
+[[routes]]
+name = "auth"
+prefix = "/api/auth"
+upstream = "${webUrl}"
+auth = "public"
+auth_server = true
+
+[[routes]]
+name = "web"
+prefix = "/"
+upstream = "${webUrl}"
+auth = "public"
+auth_server = true
+
+[identity]
+user_id_header = "X-User-Id"
+claim_headers = { email = "X-User-Email" }
+`;
+}
+
 /**
  * The whole stack. `jwtLifetime` is Better Auth's JWT_EXPIRATION; `leeway` the gateway's.
+ * `edge: { cookieMaxAge }` starts the edge shape, with the session cookie cache living
+ * `cookieMaxAge` seconds. `pageUrl` is where a browser opens the app in either shape.
  * Every part can be stopped and started again on the same port (the outage tests).
  */
-export async function startStack(workdir, { jwtLifetime, leeway, adminEmails }) {
+export async function startStack(workdir, { jwtLifetime, leeway, adminEmails, edge = null }) {
   const [webPort, tasksPort, gatewayPort, adminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const stack = {
     workdir,
@@ -173,16 +232,21 @@ export async function startStack(workdir, { jwtLifetime, leeway, adminEmails }) 
     tasksUrl: `http://127.0.0.1:${tasksPort}`,
     gatewayUrl: `http://127.0.0.1:${gatewayPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
+    pageUrl: edge ? `http://127.0.0.1:${gatewayPort}` : `http://127.0.0.1:${webPort}`,
     gatewayLog: join(workdir, "portcullis.log"),
     web: null,
     tasks: null,
     gateway: null,
   };
   const configPath = join(workdir, "portcullis.toml");
+  const ports = { listen: gatewayPort, admin: adminPort, webUrl: stack.webUrl, tasksUrl: stack.tasksUrl, leeway };
   writeFileSync(
     configPath,
-    gatewayConfig({ listen: gatewayPort, admin: adminPort, webUrl: stack.webUrl, tasksUrl: stack.tasksUrl, leeway }),
+    edge ? edgeGatewayConfig({ ...ports, gatewayUrl: stack.gatewayUrl }) : gatewayConfig(ports),
   );
+  const edgeEnv = edge
+    ? { PORTCULLIS_EDGE: "1", SESSION_COOKIE_CACHE: "jwt", SESSION_COOKIE_MAX_AGE: String(edge.cookieMaxAge) }
+    : {};
 
   stack.startWeb = async () => {
     stack.web = new Proc(
@@ -196,12 +260,13 @@ export async function startStack(workdir, { jwtLifetime, leeway, adminEmails }) 
           ...baseEnv(),
           NODE_ENV: "production",
           NEXT_TELEMETRY_DISABLED: "1",
-          BETTER_AUTH_URL: stack.webUrl,
+          BETTER_AUTH_URL: stack.pageUrl,
           BETTER_AUTH_SECRET: randomBytes(32).toString("base64url"),
           DATABASE_URL: `file:${join(workdir, "auth.db")}`,
           JWT_EXPIRATION: jwtLifetime,
           GATEWAY_URL: stack.gatewayUrl,
           DEMO_ADMIN_EMAILS: adminEmails.join(","),
+          ...edgeEnv,
         },
       },
     );

@@ -79,7 +79,22 @@ export function configFromEnv() {
     // Where the browser sends task calls: the gateway, never the task service.
     gatewayUrl: (optionalString("GATEWAY_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
     sessionCookieCache: sessionCookieCacheFromEnv(),
+    pageMode: pageModeFromEnv(),
   };
+}
+
+// How the task page reaches the task service:
+//   unset or PORTCULLIS_EDGE=0   "sidecar": Portcullis on GATEWAY_URL, a bearer JWT
+//   PORTCULLIS_EDGE=1            "edge": Portcullis serves this page too; same-origin
+//                                calls with the session cookie (needs SESSION_COOKIE_CACHE=jwt)
+function pageModeFromEnv(): "sidecar" | "edge" {
+  const raw = optionalString("PORTCULLIS_EDGE") ?? "0";
+  if (raw !== "0" && raw !== "1") throw new Error(`PORTCULLIS_EDGE must be 0 or 1, got "${raw}"`);
+  if (raw === "0") return "sidecar";
+  if (optionalString("SESSION_COOKIE_CACHE") !== "jwt") {
+    throw new Error("PORTCULLIS_EDGE=1 needs SESSION_COOKIE_CACHE=jwt (the gateway verifies the signed cookie)");
+  }
+  return "edge";
 }
 
 // Edge mode (a gateway in front of this app verifies the session cookie itself):

@@ -1,10 +1,20 @@
-// The page's only way to the task service: through Portcullis, with Better Auth's JWT.
+// The page's only way to the task service: through Portcullis. Two shapes:
 //
-// The JWT lives in this module's memory only (never in localStorage, sessionStorage or
-// a cookie the page can read). It comes from Better Auth's GET /api/auth/token, which
-// the session cookie (httpOnly) authorizes. A token close to its `exp` is replaced
-// before use; a 401 from the gateway gets one refresh and one retry, and a 401 after
-// that, or a token endpoint that no longer knows the session, means "signed out".
+// sidecar (the default): Portcullis is on another origin and wants Better Auth's JWT as
+// a bearer token. The JWT lives in this module's memory only (never in localStorage,
+// sessionStorage or a cookie the page can read). It comes from Better Auth's GET
+// /api/auth/token, which the session cookie (httpOnly) authorizes. A token close to its
+// `exp` is replaced before use; a 401 from the gateway gets one refresh and one retry,
+// and a 401 after that, or a token endpoint that no longer knows the session, means
+// "signed out".
+//
+// edge: Portcullis serves this page too, so every call goes to the same origin and the
+// browser's own session cookie (signed by Better Auth, httpOnly) is the credential. No
+// token code runs and no Authorization header is sent. A 401 saying the cookie is missing
+// or expired gets one renewal through Better Auth's get-session and one retry.
+
+/** Where the task calls go and what proves who the person is (see above). */
+export type GatewayMode = "sidecar" | "edge";
 
 export type Claims = {
   sub: string;
@@ -99,24 +109,42 @@ export function forgetToken(): void {
   current = null;
 }
 
-export function createGateway(baseUrl: string) {
-  async function send(token: Token, method: string, path: string, body?: unknown): Promise<Response> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${token.value}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    try {
-      return await fetch(`${baseUrl}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: "no-store",
-        credentials: "omit",
-      });
-    } catch {
-      throw new GatewayError(0, null);
-    }
-  }
+type Send = (method: string, path: string, body?: unknown) => Promise<Response>;
 
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+async function request(url: string, init: RequestInit, body?: unknown): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (body !== undefined) headers.set("Content-Type", "application/json");
+  try {
+    return await fetch(url, {
+      ...init,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch {
+    throw new GatewayError(0, null);
+  }
+}
+
+/** The `error` code of a JSON error body, or null. */
+async function errorCode(response: Response): Promise<string | null> {
+  try {
+    const payload = (await response.json()) as { error?: unknown };
+    return typeof payload.error === "string" ? payload.error : null;
+  } catch {
+    return null; // Not JSON: the status says enough.
+  }
+}
+
+// Sidecar: the gateway on `baseUrl`, a bearer JWT, no cookies.
+function sendWithToken(baseUrl: string): Send {
+  const send = (token: Token, method: string, path: string, body?: unknown) =>
+    request(
+      `${baseUrl}${path}`,
+      { method, headers: { Authorization: `Bearer ${token.value}` }, credentials: "omit" },
+      body,
+    );
+  return async (method, path, body) => {
     let response = await send(await getToken(), method, path, body);
     if (response.status === 401) {
       // Expired in between, or the clock here is off: one fresh token, one retry.
@@ -126,16 +154,51 @@ export function createGateway(baseUrl: string) {
         throw new SignedOutError();
       }
     }
-    if (!response.ok) {
-      let code: string | null = null;
-      try {
-        const payload = (await response.json()) as { error?: unknown };
-        if (typeof payload.error === "string") code = payload.error;
-      } catch {
-        // Not JSON: the status says enough.
-      }
-      throw new GatewayError(response.status, code);
+    return response;
+  };
+}
+
+let renewing: Promise<boolean> | null = null;
+
+// Better Auth's get-session reads the session from its database when the cookie cache is
+// gone and sets a fresh signed cookie; `null` means there is no session any more.
+function renewSessionCookie(): Promise<boolean> {
+  renewing ??= request("/api/auth/get-session", { credentials: "same-origin" })
+    .then(async (response) => {
+      if (!response.ok) throw new GatewayError(response.status >= 500 ? 503 : response.status, null);
+      return (await response.json().catch(() => null)) !== null;
+    })
+    .finally(() => {
+      renewing = null;
+    });
+  return renewing;
+}
+
+const COOKIE_GONE = ["session_missing", "session_expired"];
+
+// Edge: the same origin, the session cookie, no Authorization header.
+function sendWithSessionCookie(): Send {
+  const send = (method: string, path: string, body?: unknown) =>
+    request(path, { method, credentials: "same-origin" }, body);
+  return async (method, path, body) => {
+    let response = await send(method, path, body);
+    if (response.status === 401) {
+      if (!COOKIE_GONE.includes((await errorCode(response)) ?? "")) throw new SignedOutError();
+      if (!(await renewSessionCookie())) throw new SignedOutError();
+      response = await send(method, path, body);
+      if (response.status === 401) throw new SignedOutError();
     }
+    return response;
+  };
+}
+
+/** The task API; `baseUrl` (the gateway's URL) is used in sidecar mode only. */
+export function createGateway(mode: GatewayMode, baseUrl: string) {
+  const send = mode === "edge" ? sendWithSessionCookie() : sendWithToken(baseUrl);
+
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await send(method, path, body);
+    if (!response.ok) throw new GatewayError(response.status, await errorCode(response));
     return (response.status === 204 ? undefined : await response.json()) as T;
   }
 

@@ -2,11 +2,11 @@
 
 import { useState } from "react";
 import { authClient } from "@/lib/auth-client";
-import { forgetToken } from "@/lib/gateway";
+import { forgetToken, type GatewayMode } from "@/lib/gateway";
 import { SignIn } from "./SignIn";
 import { Tasks } from "./Tasks";
 
-export function TaskApp({ gatewayUrl }: { gatewayUrl: string }) {
+export function TaskApp({ mode, gatewayUrl }: { mode: GatewayMode; gatewayUrl: string }) {
   const { data: session, isPending, refetch } = authClient.useSession();
   const [notice, setNotice] = useState<string | null>(null);
 
@@ -49,8 +49,10 @@ export function TaskApp({ gatewayUrl }: { gatewayUrl: string }) {
   return (
     <Tasks
       key={session.user.id}
+      mode={mode}
       gatewayUrl={gatewayUrl}
-      user={{ name: session.user.name, email: session.user.email }}
+      // `role` comes from Better Auth's admin plugin (the client here does not declare it).
+      user={{ name: session.user.name, email: session.user.email, role: (session.user as { role?: string }).role }}
       onSignOut={signOut}
       onSessionEnded={() => void sessionEnded()}
     />

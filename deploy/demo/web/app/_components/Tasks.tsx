@@ -6,6 +6,7 @@ import {
   GatewayError,
   getToken,
   SignedOutError,
+  type GatewayMode,
   type AdminStats,
   type Task,
 } from "@/lib/gateway";
@@ -28,8 +29,9 @@ const EMPTY: Record<Filter, string> = {
 const UNAVAILABLE = "We can't reach your tasks right now. Nothing you saved is lost; we'll keep trying.";
 
 type Props = {
+  mode: GatewayMode;
   gatewayUrl: string;
-  user: { name: string; email: string };
+  user: { name: string; email: string; role?: string };
   onSignOut: () => Promise<void>;
   onSessionEnded: () => void;
 };
@@ -40,8 +42,15 @@ function byId(a: Task, b: Task) {
   return a.id - b.id;
 }
 
-export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
-  const gateway = useMemo(() => createGateway(gatewayUrl), [gatewayUrl]);
+function hasAdminRole(role: string | undefined) {
+  return (role ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .includes("admin");
+}
+
+export function Tasks({ mode, gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
+  const gateway = useMemo(() => createGateway(mode, gatewayUrl), [mode, gatewayUrl]);
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [unavailable, setUnavailable] = useState(false);
@@ -95,11 +104,8 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
 
   async function load() {
     try {
-      const token = await getToken();
-      const admin = (token.claims.role ?? "")
-        .split(",")
-        .map((r) => r.trim())
-        .includes("admin");
+      // Edge mode runs no token code: the role comes with Better Auth's session instead.
+      const admin = hasAdminRole(mode === "edge" ? user.role : (await getToken()).claims.role);
       setIsAdmin(admin);
       const list = await gateway.listTasks();
       setTasks(list.sort(byId));
@@ -369,11 +375,18 @@ export function Tasks({ gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
 
         {isAdmin && <AdminPanel stats={stats} failed={statsFailed} />}
 
-        <p className="footnote muted">
-          Every call from this page goes to Portcullis at <code>{gatewayUrl}</code> with a short-lived
-          JWT from Better Auth; the task service only sees the verified user id.{" "}
-          <a href="/token">See your JWT</a>.
-        </p>
+        {mode === "edge" ? (
+          <p className="footnote muted">
+            Every call from this page goes to Portcullis on this origin with Better Auth&apos;s signed
+            session cookie, and no token code runs here; the task service only sees the verified user id.
+          </p>
+        ) : (
+          <p className="footnote muted">
+            Every call from this page goes to Portcullis at <code>{gatewayUrl}</code> with a short-lived
+            JWT from Better Auth; the task service only sees the verified user id.{" "}
+            <a href="/token">See your JWT</a>.
+          </p>
+        )}
       </main>
 
       {toast && (
