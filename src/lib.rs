@@ -19,6 +19,7 @@ mod jwks;
 mod metrics;
 pub mod path;
 mod proxy;
+mod revoke;
 mod route;
 mod server;
 mod state;

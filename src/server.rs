@@ -91,6 +91,10 @@ impl Gateway {
         let snapshot = shared.current();
         warn_about(&snapshot);
         control.sync_refreshers(&snapshot);
+        tokio::spawn(crate::revoke::sync::run(
+            shared.revocations().clone(),
+            control.cancel.child_token(),
+        ));
 
         let mut listeners = tokio::task::JoinSet::new();
         let proxy_shared = shared.clone();
@@ -135,9 +139,10 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Whether every provider has keys (what `/readyz` reports).
+    /// Whether every provider has keys and the revocation set is loaded (what `/readyz`
+    /// reports).
     pub fn is_ready(&self) -> bool {
-        self.control.shared.current().is_ready()
+        self.control.shared.current().is_ready() && self.control.shared.revocations().is_loaded()
     }
 
     /// Re-reads the config file and swaps in the new config. A file that does not
@@ -357,7 +362,13 @@ async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
                 .filter(|p| !p.is_ready())
                 .map(|p| p.config.name.as_str())
                 .collect();
-            if waiting.is_empty() {
+            if !shared.revocations().is_loaded() {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    r#"{"status":"waiting for the revocation set"}"#.to_owned(),
+                )
+            } else if waiting.is_empty() {
                 (
                     StatusCode::OK,
                     "application/json",
@@ -380,6 +391,10 @@ async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
                     .metrics
                     .jwks_age(store.provider(), store.last_success_age());
             }
+            let revocations = shared.revocations();
+            shared
+                .metrics
+                .revocations(revocations.len(), revocations.sync_age());
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -401,7 +416,11 @@ async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
                 )
             }
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => (
+        (&Method::POST, "/revoke") => {
+            let keep = shared.current().config.revocation.keep;
+            return crate::revoke::admin::post(shared.revocations(), keep, req).await;
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/reload" | "/revoke") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "application/json",
             r#"{"error":"method_not_allowed"}"#.to_owned(),

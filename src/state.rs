@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
 use crate::metrics::Metrics;
+use crate::revoke::Revocations;
 use crate::route::RouteTable;
 use crate::upstream::{self, Slots, UpstreamClient};
 use crate::verify::Authenticator;
@@ -16,6 +17,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub auth: Authenticator,
     pub identity_headers: IdentityHeaders,
+    /// The revocation set, the same one across reloads.
+    pub revocations: Arc<Revocations>,
     /// Each upstream's slots, by scheme and authority; a reload keeps those whose bound
     /// did not change, so requests in flight across it still count.
     slots: HashMap<(bool, String), Arc<Slots>>,
@@ -62,6 +65,7 @@ impl Snapshot {
             routes,
             auth,
             identity_headers,
+            revocations: shared.revocations.clone(),
             slots,
         }
     }
@@ -86,6 +90,7 @@ struct Parts {
     /// TLS to upstreams with the system's roots.
     default_tls: Arc<rustls::ClientConfig>,
     default_client: UpstreamClient,
+    revocations: Arc<Revocations>,
 }
 
 impl Shared {
@@ -105,6 +110,7 @@ impl Shared {
             metrics: metrics.clone(),
             default_client: upstream::client(&default_upstream, &default_tls),
             default_tls,
+            revocations: Arc::new(Revocations::new(false)),
         };
         let snapshot = Snapshot::new(config, &parts, None);
         Shared {
@@ -112,6 +118,11 @@ impl Shared {
             parts,
             metrics,
         }
+    }
+
+    /// The revocation set, which outlives reloads.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.parts.revocations
     }
 
     /// The snapshot in force: one atomic load, no lock.

@@ -17,6 +17,7 @@ use crate::config::{Config, IdentityConfig, KeySource, ProviderConfig};
 use crate::error::{Error, TokenError};
 use crate::jwks::{Key, KeySet, KeyStore, Refetch};
 use crate::metrics::Metrics;
+use crate::revoke::Marks;
 use crate::token::{self, Claims, Unverified};
 
 /// Longest `sub` accepted; it becomes a header value the backend filters by.
@@ -40,6 +41,8 @@ pub struct Identity {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    /// What a revocation may name (`iat`, `jti`, session), checked on every request.
+    pub marks: Marks,
     /// The JWKS key that verified the token (`None` for a shared secret).
     key: Option<Arc<Key>>,
     /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
@@ -298,6 +301,7 @@ impl Authenticator {
             claim_headers: self.claim_headers(&t.claims),
             scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
             roles: t.claims.roles(provider.config.roles_claim.as_deref()),
+            marks: Marks::of(&t.claims, provider.config.session_claim.as_deref()),
             key,
             valid_until,
         })

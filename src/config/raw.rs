@@ -21,6 +21,14 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     pub cors: Option<RawCors>,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRevocation {
+    pub max_token_lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +79,7 @@ pub(crate) struct RawProvider {
     pub secret_env: Option<Spanned<String>>,
     pub roles_claim: Option<Spanned<String>>,
     pub scopes_claim: Option<Spanned<String>>,
+    pub session_claim: Option<Spanned<String>>,
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Spanned<Vec<Alg>>>,
     pub leeway: Option<Spanned<String>>,

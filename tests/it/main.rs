@@ -16,5 +16,6 @@ mod process;
 mod properties;
 mod protocols;
 mod providers;
+mod revoke;
 mod slots;
 mod trailers;

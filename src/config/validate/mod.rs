@@ -12,8 +12,10 @@ use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawIdentity, RawServer};
-use super::{Config, IdentityConfig, Problem, ServerConfig, TlsSettings};
+use super::raw::{RawIdentity, RawRevocation, RawServer};
+use super::{
+    Config, IdentityConfig, Problem, ProviderConfig, RevocationConfig, ServerConfig, TlsSettings,
+};
 use crate::headers;
 
 mod document;
@@ -30,6 +32,8 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Envoy's default for a cluster's requests in flight.
 const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
+/// Better Auth's JWT plugin issues tokens for 15 minutes unless told otherwise.
+const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// hyper cannot read a request head into a smaller buffer.
 const MIN_MAX_HEADER_BYTES: usize = 8192;
@@ -146,6 +150,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let server = server(&mut ctx, &raw.server, base_dir);
     let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
     let identity = identity(&mut ctx, &raw.identity);
+    let revocation = revocation(&mut ctx, &raw.revocation, &providers);
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
     let routes = routes::routes(
         &mut ctx,
@@ -165,10 +170,29 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             providers,
             routes,
             identity,
+            revocation,
             base_dir: base_dir.to_owned(),
         })
     } else {
         Err(ctx.problems)
+    }
+}
+
+fn revocation(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRevocation,
+    providers: &[ProviderConfig],
+) -> RevocationConfig {
+    let max_token_lifetime = ctx.duration(
+        raw.max_token_lifetime.as_ref(),
+        "revocation.max_token_lifetime",
+        DEFAULT_MAX_TOKEN_LIFETIME,
+        false,
+    );
+    let leeway = providers.iter().map(|p| p.leeway).max().unwrap_or_default();
+    RevocationConfig {
+        max_token_lifetime,
+        keep: max_token_lifetime + 2 * leeway,
     }
 }
 
