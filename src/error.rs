@@ -9,6 +9,10 @@ use http::{Response, StatusCode};
 use crate::body::{self, Body};
 use crate::path::PathError;
 
+/// The rate-limit headers of draft-ietf-httpapi-ratelimit-headers.
+pub static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
 /// Why a token was refused. Each reason has a fixed, token-free description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -109,6 +113,13 @@ pub enum Error {
     PayloadTooLarge,
     #[error("the request body broke off or was malformed")]
     BadBody(#[source] hyper_util::client::legacy::Error),
+    /// Over a rate limit: `Retry-After` (seconds), `RateLimit-Policy` and `RateLimit`.
+    #[error("rate limit reached")]
+    RateLimited {
+        retry_after: u64,
+        policy: HeaderValue,
+        limit: HeaderValue,
+    },
 
     // A dependency's fault.
     #[error("signing keys of provider `{provider}` are {}", if *.stale { "older than max_stale (every refresh failed)" } else { "not loaded" })]
@@ -119,6 +130,9 @@ pub enum Error {
     UpstreamTimeout,
     #[error("upstream switched to a protocol the client did not ask for")]
     UpstreamProtocol,
+    /// The shared rate-limit store failed and the limit says `on_store_error = "deny"`.
+    #[error("the rate limit store is unavailable")]
+    LimitStoreUnavailable,
 
     // Ours.
     #[error("could not build the upstream request")]
@@ -152,7 +166,10 @@ impl Error {
             Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Error::InsufficientScope | Error::CorsRejected => StatusCode::FORBIDDEN,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::KeysUnavailable { .. } | Error::LimitStoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,8 +189,10 @@ impl Error {
             | Error::InsufficientScope
             | Error::CorsRejected
             | Error::PayloadTooLarge
-            | Error::BadBody(_) => Blame::Client,
+            | Error::BadBody(_)
+            | Error::RateLimited { .. } => Blame::Client,
             Error::KeysUnavailable { .. }
+            | Error::LimitStoreUnavailable
             | Error::UpstreamUnavailable(_)
             | Error::UpstreamTimeout
             | Error::UpstreamProtocol => Blame::Dependency,
@@ -221,7 +240,8 @@ impl Error {
             Error::CorsRejected => "cors_rejected",
             Error::PayloadTooLarge => "payload_too_large",
             Error::BadBody(_) => "invalid_request",
-            Error::KeysUnavailable { .. } => "unavailable",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::KeysUnavailable { .. } | Error::LimitStoreUnavailable => "unavailable",
             Error::UpstreamUnavailable(_) | Error::UpstreamProtocol => "bad_gateway",
             Error::UpstreamTimeout => "gateway_timeout",
             Error::Internal(_) => "internal_error",
@@ -281,6 +301,18 @@ impl Error {
             }
             Error::KeysUnavailable { .. } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Error::RateLimited {
+                retry_after,
+                policy,
+                limit,
+            } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+                h.insert(RATELIMIT_POLICY.clone(), policy.clone());
+                h.insert(RATELIMIT.clone(), limit.clone());
+            }
+            Error::LimitStoreUnavailable => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -97,6 +97,24 @@ struct UpstreamLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    route: Arc<String>,
+    policy: Arc<String>,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+fn store_histogram() -> Histogram {
+    Histogram::new([
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+    ])
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -120,6 +138,11 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     revocations: Gauge,
     revocation_sync_age: Gauge<f64, AtomicU64>,
+    rate_limit: Family<LimitLabels, Counter>,
+    store_errors: Family<KindLabel, Counter>,
+    store_latency: Histogram,
+    store_switches: Family<ResultLabel, Counter>,
+    store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -217,6 +240,37 @@ impl Metrics {
             "Seconds since the revocation set was last known current (0 while subscribed to Redis or without it; +Inf before the first load)",
             revocation_sync_age.clone(),
         );
+        let rate_limit = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limit",
+            "Rate limit decisions by route, policy and result (allowed, limited, fallback_*, store_error_*)",
+            rate_limit.clone(),
+        );
+        let store_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "rate_limit_store_errors",
+            "Failed calls to the shared rate-limit store (Redis), by kind",
+            store_errors.clone(),
+        );
+        let store_latency = store_histogram();
+        registry.register(
+            "rate_limit_store_duration_seconds",
+            "Round trips to the shared rate-limit store (Redis), including failed ones",
+            store_latency.clone(),
+        );
+        let store_switches = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "rate_limit_store_switches",
+            "Switches of the shared rate-limit store: down (on_store_error applies) or up (shared again)",
+            store_switches.clone(),
+        );
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "rate_limit_store_up",
+            "1 while the shared rate-limit store answers, 0 while on_store_error applies",
+            store_up.clone(),
+        );
         Metrics {
             revocations,
             revocation_sync_age,
@@ -233,6 +287,37 @@ impl Metrics {
             parked,
             upstream_queued,
             reloads,
+            rate_limit,
+            store_errors,
+            store_latency,
+            store_switches,
+            store_up,
+        }
+    }
+
+    pub fn rate_limit(&self, route: &Arc<String>, policy: &Arc<String>, result: &'static str) {
+        self.rate_limit
+            .get_or_create(&LimitLabels {
+                route: route.clone(),
+                policy: policy.clone(),
+                result,
+            })
+            .inc();
+    }
+
+    /// One round trip to the shared store, its error if it failed, and whether it found
+    /// the store's state changed (`Some(up)`).
+    pub fn limit_store(&self, elapsed: Duration, error: Option<&'static str>, up: Option<bool>) {
+        self.store_latency.observe(elapsed.as_secs_f64());
+        if let Some(kind) = error {
+            self.store_errors.get_or_create(&KindLabel { kind }).inc();
+        }
+        if let Some(up) = up {
+            let result = if up { "up" } else { "down" };
+            self.store_switches
+                .get_or_create(&ResultLabel { result })
+                .inc();
+            self.store_up.set(i64::from(up));
         }
     }
 

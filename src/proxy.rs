@@ -1,6 +1,7 @@
 //! The request pipeline, as named stages: check the target, route (on the normalized
-//! path), answer a CORS preflight, authenticate (and authorize), check revocation, admit
-//! (method and body size), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
+//! path), answer a CORS preflight, authenticate (and authorize), check revocation, limit
+//! (the route's rate limits), admit (method and body size), then forward: rewrite the
+//! headers at the trust boundary, send, relay. Each stage
 //! is a short function over its own module; a new stage is one line in `handle_inner`.
 //! `handle_inner` returns `Result`; `handle` alone counts, logs and renders. No error path
 //! forwards anything: the request reaches the upstream only at the end of `forward`,
@@ -25,6 +26,7 @@ use crate::conn::ClientBody;
 use crate::cors;
 use crate::error::{self, Blame, Error, TokenError};
 use crate::headers;
+use crate::limit::{Caller, Checked};
 use crate::metrics::NONE;
 use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match, Route};
@@ -52,6 +54,8 @@ struct Trace {
     auth: Option<(Option<usize>, &'static str)>,
     /// A CORS preflight answered by the gateway (its headers are already complete).
     preflight: bool,
+    /// What the route's rate limits said, when it has any.
+    limit: Checked,
 }
 
 pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -> Response<Body> {
@@ -89,6 +93,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
     ) {
         cors.decorate(origin, resp.headers_mut());
     }
+    if let Some((policy, limit)) = trace.limit.headers.take() {
+        resp.headers_mut().insert(&error::RATELIMIT_POLICY, policy);
+        resp.headers_mut().insert(&error::RATELIMIT, limit);
+    }
     let elapsed = start.elapsed();
     let route_label = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
     shared
@@ -98,6 +106,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
         let name = provider.map_or(&*NONE, |i| &snap.auth.providers()[i].config.name);
         shared.metrics.auth(name, outcome);
     }
+    record_limits(&shared, &trace);
     tracing::info!(
         target: "portcullis::access",
         method = %method,
@@ -109,6 +118,31 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
         "request"
     );
     resp
+}
+
+/// Counts each rate limit's result and store call; logs a switch of the shared store
+/// (down: `on_store_error` applies; up: shared again) once, when a request finds it.
+fn record_limits(shared: &Shared, trace: &Trace) {
+    let route = trace.route.as_ref().map_or(&*NONE, |r| &r.name);
+    for record in &trace.limit.records {
+        shared
+            .metrics
+            .rate_limit(route, &record.policy, record.result);
+        let Some(call) = &record.store else { continue };
+        shared
+            .metrics
+            .limit_store(call.elapsed, call.error, call.switched);
+        match call.switched {
+            Some(false) => tracing::warn!(
+                error = call.error.unwrap_or("-"),
+                "rate limit store (Redis) unavailable: each limit's on_store_error applies until it answers again"
+            ),
+            Some(true) => {
+                tracing::info!("rate limit store (Redis) answers again: limits are shared")
+            }
+            None => {}
+        }
+    }
 }
 
 /// Logs an error at the level its blame deserves and counts upstream failures.
@@ -145,6 +179,7 @@ async fn handle_inner(
     }
     let identity = authenticate(snap, &route, &req, trace).await?;
     check_revocation(snap, identity.as_deref(), trace)?;
+    limit(snap, conn, &route, &req, identity.as_deref(), trace).await?;
     admit(&route, &req)?;
     forward(snap, conn, &route, &path, identity.as_deref(), req).await
 }
@@ -245,6 +280,33 @@ fn authorize(snap: &Snapshot, route: &RouteConfig, id: &Identity) -> Result<(), 
         return Err(Error::InsufficientScope);
     }
     Ok(())
+}
+
+/// The route's rate limits. After authentication and authorization, so a forged, expired
+/// or unauthorized token never spends anyone's budget: naming a victim's `sub` in a token
+/// the gateway refuses cannot lock the victim out, and the budget counts only requests
+/// from callers the gateway would let through.
+async fn limit(
+    snap: &Snapshot,
+    conn: Conn,
+    route: &Route,
+    req: &Request<ClientBody>,
+    identity: Option<&Identity>,
+    trace: &mut Trace,
+) -> Result<(), Error> {
+    let Some(limits) = snap.limits.for_route(&route.name) else {
+        return Ok(());
+    };
+    let client = client_ip::client_addr(
+        &snap.config.server.trusted_proxies,
+        conn.peer.ip(),
+        req.headers(),
+    );
+    let caller = Caller {
+        identity,
+        client: client.ip,
+    };
+    limits.check(&caller, &mut trace.limit).await
 }
 
 /// The route's method list and body limit. After authentication, so an anonymous caller

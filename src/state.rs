@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
+use crate::limit::Limits;
 use crate::metrics::Metrics;
 use crate::revoke::Revocations;
 use crate::route::RouteTable;
@@ -19,6 +20,9 @@ pub struct Snapshot {
     pub identity_headers: IdentityHeaders,
     /// The revocation set, the same one across reloads.
     pub revocations: Arc<Revocations>,
+    /// Each route's rate limits; a reload keeps the counts of the limits that did not
+    /// change, and the Redis connection.
+    pub limits: Limits,
     /// Each upstream's slots, by scheme and authority; a reload keeps those whose bound
     /// did not change, so requests in flight across it still count.
     slots: HashMap<(bool, String), Arc<Slots>>,
@@ -60,12 +64,14 @@ impl Snapshot {
                 .chain(config.identity.claim_headers.iter().map(|(_, h)| h))
                 .chain(&config.identity.strip_headers),
         );
+        let limits = Limits::new(&config, previous.map(|p| &p.limits));
         Snapshot {
             config,
             routes,
             auth,
             identity_headers,
             revocations: shared.revocations.clone(),
+            limits,
             slots,
         }
     }

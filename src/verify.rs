@@ -43,6 +43,8 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// What a revocation may name (`iat`, `jti`, session), checked on every request.
     pub marks: Marks,
+    /// `(claim, value)` of each claim a rate limit counts by (`key = "claim:NAME"`).
+    pub limit_claims: Vec<(String, String)>,
     /// The JWKS key that verified the token (`None` for a shared secret).
     key: Option<Arc<Key>>,
     /// Unix seconds after which the token is no longer accepted (`exp` + leeway).
@@ -81,6 +83,7 @@ pub struct Authenticator {
     by_issuer: HashMap<String, usize>,
     cache: Option<Cache<[u8; 32], Arc<Identity>>>,
     identity: IdentityConfig,
+    limit_claims: Vec<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -180,6 +183,7 @@ impl Authenticator {
             by_issuer,
             cache,
             identity: config.identity.clone(),
+            limit_claims: crate::limit::claims(config),
             metrics: metrics.clone(),
         }
     }
@@ -302,6 +306,7 @@ impl Authenticator {
             scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
             roles: t.claims.roles(provider.config.roles_claim.as_deref()),
             marks: Marks::of(&t.claims, provider.config.session_claim.as_deref()),
+            limit_claims: crate::limit::claim_values(&self.limit_claims, &t.claims.all),
             key,
             valid_until,
         })

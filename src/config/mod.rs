@@ -25,6 +25,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub identity: IdentityConfig,
     pub revocation: RevocationConfig,
+    /// `[redis]`: the store every replica shares (rate limits with `store = "redis"`).
+    pub redis: Option<RedisConfig>,
     /// The folder relative paths in the file resolve against.
     pub base_dir: PathBuf,
 }
@@ -53,6 +55,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` is believed (a load balancer in front of the
     /// gateway); from any other peer the header is replaced. Empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Distinct keys each local rate limit remembers; the least used are forgotten
+    /// first (and start again with a full budget), so memory stays bounded.
+    pub rate_limit_keys: u64,
     /// TLS termination; `None` serves plain HTTP (and h2c).
     pub tls: Option<TlsSettings>,
 }
@@ -195,6 +200,93 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// The route's CORS policy (its own `cors` table, else the global one).
     pub cors: Option<Arc<CorsPolicy>>,
+    /// Every one of these applies; a request over any of them is a 429.
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Whether allowed requests carry `RateLimit-Policy` and `RateLimit` (a 429 always does).
+    pub rate_limit_headers: bool,
+}
+
+/// One `rate_limits` entry: at most `requests` per `period` per key, sustained, and up
+/// to `burst` at once after a quiet spell (GCRA: one request every `period / requests`,
+/// with a bucket of `burst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub key: LimitKey,
+    pub requests: u32,
+    pub period: Duration,
+    pub burst: u32,
+    pub store: LimitStore,
+    pub on_store_error: OnStoreError,
+    /// The name in `RateLimit-Policy` and `RateLimit` and the `policy` metric label:
+    /// the key as written, unique within the route.
+    pub name: Arc<String>,
+}
+
+impl RateLimitConfig {
+    /// The time one request costs: `period / requests`.
+    pub fn interval(&self) -> Duration {
+        self.period / self.requests
+    }
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The verified `sub`; an anonymous request (optional route) counts by its client
+    /// address.
+    User,
+    /// The client address (`server.trusted_proxies` decides whether `X-Forwarded-For`
+    /// is believed).
+    ClientIp,
+    /// A claim of the verified token (an organisation id); a token without it counts as
+    /// its user, an anonymous request by its client address.
+    Claim(String),
+}
+
+/// Where a rate limit keeps its counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitStore {
+    /// In this process: each replica has its own budget.
+    Local,
+    /// In `[redis]`: every replica shares one budget.
+    Redis,
+}
+
+/// What a `store = "redis"` limit does while Redis fails or is slower than its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// The same limit, kept by each replica on its own.
+    #[default]
+    Local,
+    /// Let the request through unlimited.
+    Allow,
+    /// Refuse it: 503.
+    Deny,
+}
+
+/// `[redis]`: where the replicas share state. The password never appears in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` (TLS) URL, without a password.
+    pub url: String,
+    /// The environment variable the password was read from.
+    pub password_env: Option<String>,
+    pub password: Option<String>,
+    /// Longest wait for one command; past it, the limit's `on_store_error` applies.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url)
+            .field("password_env", &self.password_env)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Where a route forwards to: `http://host:port` plus an optional base path that is

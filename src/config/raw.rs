@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     pub cors: Option<RawCors>,
+    pub redis: Option<RawRedis>,
     #[serde(default)]
     pub revocation: RawRevocation,
 }
@@ -29,6 +30,25 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRevocation {
     pub max_token_lifetime: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    pub url: Spanned<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub key: Spanned<String>,
+    pub requests: Spanned<u32>,
+    pub period: Spanned<String>,
+    pub burst: Option<Spanned<u32>>,
+    pub store: Option<Spanned<crate::config::LimitStore>>,
+    pub on_store_error: Option<crate::config::OnStoreError>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +76,7 @@ pub(crate) struct RawServer {
     pub max_upstream_requests: Option<usize>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    pub rate_limit_keys: Option<u64>,
     pub tls: Option<RawTls>,
 }
 
@@ -118,6 +139,8 @@ pub(crate) struct RawRoute {
     pub upstream_protocol: Option<crate::config::UpstreamProtocol>,
     pub upstream_tls: Option<RawUpstreamTls>,
     pub cors: Option<RawCors>,
+    pub rate_limits: Option<Vec<RawRateLimit>>,
+    pub rate_limit_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,9 +12,10 @@ use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawIdentity, RawRevocation, RawServer};
+use super::raw::{RawIdentity, RawRedis, RawRevocation, RawServer};
 use super::{
-    Config, IdentityConfig, Problem, ProviderConfig, RevocationConfig, ServerConfig, TlsSettings,
+    Config, IdentityConfig, Problem, ProviderConfig, RedisConfig, RevocationConfig, ServerConfig,
+    TlsSettings,
 };
 use crate::headers;
 
@@ -35,6 +36,9 @@ const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
 /// Better Auth's JWT plugin issues tokens for 15 minutes unless told otherwise.
 const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+const DEFAULT_RATE_LIMIT_KEYS: u64 = 100_000;
+/// A Redis round trip on a local network takes well under a millisecond.
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
 /// hyper cannot read a request head into a smaller buffer.
 const MIN_MAX_HEADER_BYTES: usize = 8192;
 
@@ -152,12 +156,14 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let identity = identity(&mut ctx, &raw.identity);
     let revocation = revocation(&mut ctx, &raw.revocation, &providers);
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
+    let redis = raw.redis.as_ref().and_then(|r| redis(&mut ctx, r));
     let routes = routes::routes(
         &mut ctx,
         base_dir,
         &raw.routes,
         &providers,
         global_cors.as_ref(),
+        raw.redis.is_some(),
     );
 
     // Keys of the semantic checks count the file's elements, set-aside ones included.
@@ -171,6 +177,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             routes,
             identity,
             revocation,
+            redis,
             base_dir: base_dir.to_owned(),
         })
     } else {
@@ -270,6 +277,14 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             None => DEFAULT_MAX_HEADER_BYTES,
         },
         trusted_proxies: trusted_proxies(ctx, raw.trusted_proxies.as_ref()),
+        rate_limit_keys: match raw.rate_limit_keys {
+            Some(0) => {
+                ctx.problem(None, "server.rate_limit_keys", "must be at least 1");
+                DEFAULT_RATE_LIMIT_KEYS
+            }
+            Some(n) => n,
+            None => DEFAULT_RATE_LIMIT_KEYS,
+        },
         tls: raw.tls.as_ref().and_then(|t| {
             let cert = resolve(base_dir, t.cert.get_ref());
             let key = resolve(base_dir, t.key.get_ref());
@@ -300,6 +315,65 @@ fn trusted_proxies(ctx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<String>>>) -> Vec
         }
     }
     out
+}
+
+/// `[redis]`: a `redis://` or `rediss://` URL without a password (that comes from
+/// `password_env`, so it never sits in the file), and a per-command timeout.
+fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis) -> Option<RedisConfig> {
+    let url = raw.url.get_ref().trim();
+    let span = Some(raw.url.span());
+    let timeout = ctx.duration(
+        raw.timeout.as_ref(),
+        "redis.timeout",
+        DEFAULT_REDIS_TIMEOUT,
+        false,
+    );
+    let password = raw
+        .password_env
+        .as_ref()
+        .and_then(|env| match std::env::var(env.get_ref()) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                ctx.problem(
+                    Some(env.span()),
+                    "redis.password_env",
+                    format!("environment variable `{}` is not set", env.get_ref()),
+                );
+                None
+            }
+        });
+    let parsed = match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.has_host() => u,
+        _ => {
+            ctx.problem(
+                span,
+                "redis.url",
+                format!(
+                    "`{url}` is not a URL like \"redis://host:6379/0\" or \"rediss://host:6380/0\""
+                ),
+            );
+            return None;
+        }
+    };
+    if parsed.password().is_some() {
+        // Never echo the URL here: it holds the password.
+        ctx.problem(
+            span,
+            "redis.url",
+            "the URL holds a password; put it in an environment variable and name it in password_env",
+        );
+        return None;
+    }
+    if let Err(e) = ::redis::Client::open(url) {
+        ctx.problem(span, "redis.url", format!("`{url}`: {e}"));
+        return None;
+    }
+    Some(RedisConfig {
+        url: url.to_owned(),
+        password_env: raw.password_env.as_ref().map(|e| e.get_ref().clone()),
+        password,
+        timeout,
+    })
 }
 
 fn identity(ctx: &mut Ctx<'_>, raw: &RawIdentity) -> IdentityConfig {

@@ -10,8 +10,11 @@ use http::{HeaderName, Method};
 use toml::Spanned;
 
 use super::{Ctx, resolve};
-use crate::config::raw::{AuthMode, RawCors, RawRoute};
-use crate::config::{ProviderConfig, RouteConfig, Upstream, UpstreamProtocol, UpstreamTls};
+use crate::config::raw::{AuthMode, RawCors, RawRateLimit, RawRoute};
+use crate::config::{
+    LimitKey, LimitStore, ProviderConfig, RateLimitConfig, RouteConfig, Upstream, UpstreamProtocol,
+    UpstreamTls,
+};
 use crate::cors::{AllowedOrigins, CorsPolicy};
 use crate::path;
 
@@ -21,6 +24,7 @@ pub(super) fn routes(
     raws: &[RawRoute],
     providers: &[ProviderConfig],
     global_cors: Option<&Arc<CorsPolicy>>,
+    has_redis: bool,
 ) -> Vec<RouteConfig> {
     let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut names = HashSet::new();
@@ -155,6 +159,18 @@ pub(super) fn routes(
             }
         }
 
+        let rate_limits = raw
+            .rate_limits
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(j, l)| {
+                rate_limit(ctx, l, &key(&format!("rate_limits[{j}]")), auth, has_redis)
+            })
+            .collect::<Vec<_>>();
+        let rate_limits = name_policies(rate_limits);
+
         if let Some(upstream) = upstream {
             let websocket = websocket(ctx, raw, &key("websocket"), upstream.protocol);
             out.push(RouteConfig {
@@ -173,10 +189,120 @@ pub(super) fn routes(
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
                     None => global_cors.cloned(),
                 },
+                rate_limits,
+                rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
             });
         }
     }
     out
+}
+
+/// One `rate_limits` entry. The cost of one request, `period / requests`, must be at
+/// least a microsecond (the unit the shared store counts in).
+fn rate_limit(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRateLimit,
+    key: &str,
+    auth: AuthMode,
+    has_redis: bool,
+) -> Option<RateLimitConfig> {
+    let k = |s: &str| format!("{key}.{s}");
+    let span = Some(raw.key.span());
+    let text = raw.key.get_ref().trim();
+    let limit_key = match text {
+        "user" => LimitKey::User,
+        "client_ip" => LimitKey::ClientIp,
+        _ => match text.strip_prefix("claim:") {
+            Some(name)
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+            {
+                LimitKey::Claim(name.to_owned())
+            }
+            _ => {
+                ctx.problem(
+                    span,
+                    k("key"),
+                    format!("`{text}` is not \"user\", \"client_ip\" or \"claim:NAME\""),
+                );
+                return None;
+            }
+        },
+    };
+    if auth == AuthMode::Public && limit_key != LimitKey::ClientIp {
+        ctx.problem(
+            span.clone(),
+            k("key"),
+            "a public route has no user or claims to count by; use \"client_ip\"",
+        );
+    }
+    let requests = *raw.requests.get_ref();
+    if requests == 0 {
+        ctx.problem(
+            Some(raw.requests.span()),
+            k("requests"),
+            "must be at least 1",
+        );
+        return None;
+    }
+    let period = ctx.duration(Some(&raw.period), &k("period"), Duration::ZERO, false);
+    if period.is_zero() {
+        return None;
+    }
+    if period / requests < Duration::from_micros(1) {
+        ctx.problem(
+            Some(raw.period.span()),
+            k("period"),
+            "more than one request per microsecond cannot be counted; use a longer period",
+        );
+        return None;
+    }
+    let burst = raw.burst.as_ref().map_or(requests, |b| *b.get_ref());
+    if burst == 0 {
+        let span = raw.burst.as_ref().map(Spanned::span);
+        ctx.problem(span, k("burst"), "must be at least 1");
+        return None;
+    }
+    let store = raw
+        .store
+        .as_ref()
+        .map_or(LimitStore::Local, |s| *s.get_ref());
+    if store == LimitStore::Redis && !has_redis {
+        let span = raw.store.as_ref().map(Spanned::span);
+        ctx.problem(span, k("store"), "store = \"redis\" needs a [redis] table");
+    }
+    if store == LimitStore::Local && raw.on_store_error.is_some() {
+        ctx.problem(
+            span,
+            k("on_store_error"),
+            "applies only to store = \"redis\"",
+        );
+    }
+    Some(RateLimitConfig {
+        key: limit_key,
+        requests,
+        period,
+        burst,
+        store,
+        on_store_error: raw.on_store_error.unwrap_or_default(),
+        name: Arc::new(text.to_owned()),
+    })
+}
+
+/// Names each policy after its key, numbered when a route counts by the same key twice
+/// (`user`, `user-2`), so `RateLimit` can say which one it speaks of.
+fn name_policies(mut limits: Vec<RateLimitConfig>) -> Vec<RateLimitConfig> {
+    let mut seen: Vec<Arc<String>> = Vec::new();
+    for l in &mut limits {
+        let n = seen.iter().filter(|s| **s == l.name).count();
+        seen.push(l.name.clone());
+        if n > 0 {
+            l.name = Arc::new(format!("{}-{}", l.name, n + 1));
+        }
+    }
+    limits
 }
 
 /// `websocket = true` needs an HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism.
