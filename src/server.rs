@@ -368,6 +368,13 @@ async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
                     "application/json",
                     r#"{"status":"waiting for the revocation set"}"#.to_owned(),
                 )
+            } else if waiting.is_empty() && !shared.revocations().is_current() {
+                // Still serving, with the revocations it holds: Redis is being retried.
+                (
+                    StatusCode::OK,
+                    "application/json",
+                    r#"{"status":"ready","revocations":"stale: reconnecting to Redis"}"#.to_owned(),
+                )
             } else if waiting.is_empty() {
                 (
                     StatusCode::OK,

@@ -116,7 +116,7 @@ impl Shared {
             metrics: metrics.clone(),
             default_client: upstream::client(&default_upstream, &default_tls),
             default_tls,
-            revocations: Arc::new(Revocations::new(false)),
+            revocations: Arc::new(Revocations::for_config(&config)),
         };
         let snapshot = Snapshot::new(config, &parts, None);
         Shared {

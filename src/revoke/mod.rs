@@ -119,19 +119,41 @@ pub struct Revocations {
     connected: AtomicBool,
     /// When the set was last known to be current, for the sync-age metric.
     last_sync: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Where revocations are shared (`[redis]`); `None`: this process only.
+    store: Option<sync::Store>,
 }
 
 impl Revocations {
-    /// An empty set; `shared` marks a set that must be loaded from Redis before the
-    /// gateway is ready.
-    pub fn new(shared: bool) -> Revocations {
+    /// An empty set, shared through `store` when there is one: it must then be loaded
+    /// from Redis before the gateway is ready.
+    pub fn new(store: Option<sync::Store>) -> Revocations {
+        let local = store.is_none();
         Revocations {
             set: arc_swap::ArcSwap::from_pointee(Set::default()),
             write: std::sync::Mutex::new(()),
-            loaded: AtomicBool::new(!shared),
-            connected: AtomicBool::new(!shared),
+            loaded: AtomicBool::new(local),
+            connected: AtomicBool::new(local),
             last_sync: std::sync::Mutex::new(None),
+            store,
         }
+    }
+
+    /// For the config in force when the gateway starts: shared when it has `[redis]`.
+    pub fn for_config(config: &crate::config::Config) -> Revocations {
+        let store = config
+            .redis
+            .as_ref()
+            .and_then(|rc| match sync::Store::new(rc) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(
+                        "revocations: cannot use [redis]: {}",
+                        crate::error::chain(&e)
+                    );
+                    None
+                }
+            });
+        Revocations::new(store)
     }
 
     /// Whether `id` has been revoked. One atomic load and up to three hash lookups.
@@ -151,6 +173,17 @@ impl Revocations {
     pub fn add(&self, entries: impl IntoIterator<Item = Entry>) {
         let _one_writer = self.write.lock().expect("revocation writer poisoned");
         let mut next = Set::clone(&self.set.load());
+        let now = unix_now();
+        for e in entries {
+            next.insert(e, now);
+        }
+        self.set.store(Arc::new(next));
+    }
+
+    /// Replaces the whole set with `entries` (a full load from Redis).
+    pub fn replace(&self, entries: impl IntoIterator<Item = Entry>) {
+        let _one_writer = self.write.lock().expect("revocation writer poisoned");
+        let mut next = Set::default();
         let now = unix_now();
         for e in entries {
             next.insert(e, now);
@@ -195,6 +228,18 @@ impl Revocations {
             Some(at) => at.elapsed().as_secs_f64(),
             None => f64::INFINITY,
         }
+    }
+
+    /// Records whether the set is current; the moment it stops being so starts the
+    /// sync-age clock.
+    fn set_current(&self, current: bool) {
+        let mut last = self.last_sync.lock().expect("sync clock poisoned");
+        if current {
+            self.loaded.store(true, Ordering::Release);
+        } else if self.connected.load(Ordering::Acquire) {
+            *last = Some(std::time::Instant::now());
+        }
+        self.connected.store(current, Ordering::Release);
     }
 }
 
