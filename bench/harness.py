@@ -18,6 +18,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,7 @@ ISSUER = AUDIENCE = "http://127.0.0.1:3000"
 PORT_OFFSETS = {
     "upstream": 0,
     "jwks": 1,
+    "redis": 2,
     "portcullis": 80,
     "portcullis-admin": 90,
     "envoy": 81,
@@ -109,6 +111,8 @@ class Scenario:
     # Measured seconds at least: 10k connections opened at once take seconds to be
     # accepted (listen backlogs overflow, SYNs are retried), and wrk counts that ramp.
     min_seconds: int = 0
+    # Needs the redis-server (started on the load core) for a shared rate limit.
+    redis: bool = False
 
 
 SCENARIOS = [
@@ -127,6 +131,10 @@ SCENARIOS = [
         AUTH + ("portcullis/2cores",),
         pool="EdDSA",
     ),
+    # A per-user limit far above the load (a million a second: it never refuses), so the
+    # figure is what checking it costs: in the process, or one Redis round trip each.
+    Scenario("eddsa-limit-local", "load", "EdDSA repeated, per-user rate limit (local)", ("portcullis",), path="/limited-local/data", pool="EdDSA-1"),
+    Scenario("eddsa-limit-redis", "load", "EdDSA repeated, per-user rate limit (Redis)", ("portcullis",), path="/limited-redis/data", pool="EdDSA-1", redis=True),
     Scenario("rs256-repeat", "load", "RS256, one token repeated", AUTH, pool="RS256-1"),
     Scenario("rs256-distinct", "load", "RS256, every token different", AUTH, pool="RS256"),
     Scenario("es256-repeat", "load", "ES256, one token repeated", AUTH, pool="ES256-1"),
@@ -163,6 +171,7 @@ class Bench:
         self.proxy_cpu = str(cpus[0])
         self.load_cpu = str(cpus[1] if len(cpus) > 1 else cpus[0])
         self.upstream: Service | None = None
+        self.redis: subprocess.Popen | None = None
         self.rows: list[dict] = []
         self.pairing = False  # in the pair rounds: one run each, like Envoy's
         self.started = time.monotonic()
@@ -219,6 +228,27 @@ class Bench:
             f"http://127.0.0.1:{PORTS['jwks']}/jwks.json",
             cpus=self.load_cpu,
         ).start()
+        if any(s.redis for s, _ in plan):
+            self.start_redis()
+
+    def start_redis(self) -> None:
+        """redis-server on the load core, no persistence; up when it answers PING."""
+        argv = ["redis-server", "--port", str(PORTS["redis"]), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(RUN)]
+        with open(RUN / "redis.log", "ab") as logf:
+            self.redis = subprocess.Popen(pinned(self.load_cpu, argv), stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.redis.poll() is not None:
+                raise SystemExit(f"redis-server exited ({self.redis.returncode}); see {RUN / 'redis.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", PORTS["redis"]), timeout=1) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("redis-server did not answer PING within 30 s")
 
     def values(self, **extra: object) -> dict[str, object]:
         return {
@@ -226,6 +256,7 @@ class Bench:
             "WWW": WWW,
             "UPSTREAM_PORT": PORTS["upstream"],
             "JWKS_PORT": PORTS["jwks"],
+            "REDIS_PORT": PORTS["redis"],
             "ISSUER": ISSUER,
             "AUDIENCE": AUDIENCE,
             **extra,
@@ -262,7 +293,7 @@ class Bench:
     # ---- measuring ------------------------------------------------------------------
 
     def ours(self, svc: Service) -> list[int]:
-        return [svc.pid, self.upstream.pid]
+        return [svc.pid, self.upstream.pid] + ([self.redis.pid] if self.redis else [])
 
     def wait_quiet(self, svc: Service) -> float:
         """Waits until the machine, our idle services aside, uses less than the noise
@@ -500,6 +531,9 @@ class Bench:
     def stop(self) -> None:
         if self.upstream:
             self.upstream.stop()
+        if self.redis and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
 
 
 def pair(p: dict, e: dict) -> dict:
@@ -615,7 +649,9 @@ def main() -> int:
     RUN = CACHE / f"run-{base}"
 
     if args.smoke:
-        scenarios = [s for s in SCENARIOS if s.name == "eddsa-repeat"]
+        # One scenario unless --only names others (to try a new one on a debug build).
+        only = set(filter(None, args.only.split(","))) or {"eddsa-repeat"}
+        scenarios = [s for s in SCENARIOS if s.name in only]
         wanted = {"portcullis"}
         # No waiting for quiet and no repeats: a CI machine is rarely quiet, and the
         # smoke checks that the harness works, not how fast anything is.

@@ -15,6 +15,8 @@ LOAD_ORDER = [
     "public",
     "eddsa-repeat",
     "eddsa-distinct",
+    "eddsa-limit-local",
+    "eddsa-limit-redis",
     "rs256-repeat",
     "rs256-distinct",
     "es256-repeat",
@@ -27,6 +29,8 @@ TITLES = {
     "public": "No auth (public route), 50 connections",
     "eddsa-repeat": "EdDSA, one token repeated, 50 connections",
     "eddsa-distinct": "EdDSA, every token different, 50 connections",
+    "eddsa-limit-local": "EdDSA repeated, per-user rate limit kept locally (never refuses), 50 connections",
+    "eddsa-limit-redis": "EdDSA repeated, per-user rate limit shared in Redis on the load core (never refuses), 50 connections",
     "rs256-repeat": "RS256, one token repeated, 50 connections",
     "rs256-distinct": "RS256, every token different, 50 connections",
     "es256-repeat": "ES256, one token repeated, 50 connections",
@@ -127,6 +131,22 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
                 None if p is None or n is None else p - n <= 1.0,
             )
         )
+
+    base_cpu, base_p99 = v("eddsa-repeat", "portcullis", "cpu_us_per_req"), v("eddsa-repeat", "portcullis", "p99_ms")
+    for scenario, cpu_max, p99_max in (("eddsa-limit-local", 1.0, None), ("eddsa-limit-redis", 10.0, 1.0)):
+        cpu, p99 = v(scenario, "portcullis", "cpu_us_per_req"), v(scenario, "portcullis", "p99_ms")
+        label = f"Rate limit ({scenario.rsplit('-', 1)[1]}): ≤ {cpu_max:g} µs CPU/request over eddsa-repeat"
+        if p99_max is not None:
+            label += f", p99 ≤ +{p99_max:g} ms"
+        if cpu is None or base_cpu is None:
+            out.append((label, "not measured", None))
+            continue
+        fig = f"{fmt(cpu)} vs {fmt(base_cpu)} µs/request ({cpu - base_cpu:+.1f})"
+        ok = cpu - base_cpu <= cpu_max
+        if p99_max is not None and p99 is not None and base_p99 is not None:
+            fig += f"; p99 {fmt(p99, 2)} vs {fmt(base_p99, 2)} ms ({p99 - base_p99:+.2f})"
+            ok = ok and p99 - base_p99 <= p99_max
+        out.append((label, fig + noisy((scenario, "portcullis"), ("eddsa-repeat", "portcullis")), ok))
 
     held = v("idle-10k", "portcullis", "rss_held_mib")
     ok = v("idle-10k", "portcullis", "conns_ok")

@@ -35,12 +35,13 @@ say() { echo "[bench] $*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # System packages: wrk, nginx (the shared upstream and the nginx contender), curl,
-# taskset, Python's venv; Node for the full run's Node contender.
+# taskset, redis-server (the shared rate-limit scenario), Python's venv; Node for the full run's Node contender.
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux)
+command -v redis-server >/dev/null || need+=(redis-server)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ $smoke = 0 ] && ! command -v node >/dev/null; then need+=(nodejs npm); fi
 if [ ${#need[@]} -gt 0 ]; then

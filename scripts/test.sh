@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine with Rust, Node and Python:
-#   1. the gateway's unit and integration tests (cargo test);
+#   1. the gateway's unit and integration tests (cargo test; installs redis-server for
+#      the rate-limit tests);
 #   2. the demo stack: the task service's own tests, then the end-to-end suite in which
 #      a real Better Auth app issues the tokens, Portcullis verifies them and the task
 #      service trusts X-User-Id (scripts/test-demo.sh installs what it needs);
@@ -8,6 +9,14 @@
 #      (scripts/test-backends.sh installs what it needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The rate-limit tests start a real redis-server (Debian's package).
+if ! command -v redis-server >/dev/null 2>&1; then
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
 
 cargo build --locked --bins
 cargo test --locked

@@ -152,6 +152,11 @@ fn record_error(shared: &Shared, trace: &Trace, conn: Conn, e: &Error) {
         shared.metrics.upstream_error(route, kind);
     }
     let chain = error::chain(e);
+    if let Error::LimitStoreUnavailable = e {
+        // The store going away is logged once, when a request finds it (record_limits).
+        tracing::debug!(peer = %conn.peer, "refused: {chain}");
+        return;
+    }
     match e.blame() {
         Blame::Client => {
             let reason = trace.auth.map_or("-", |(_, outcome)| outcome);
@@ -294,6 +299,9 @@ async fn limit(
     identity: Option<&Identity>,
     trace: &mut Trace,
 ) -> Result<(), Error> {
+    if route.rate_limits.is_empty() {
+        return Ok(());
+    }
     let Some(limits) = snap.limits.for_route(&route.name) else {
         return Ok(());
     };

@@ -62,6 +62,14 @@ impl Redis {
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager)?;
+        // Connect now, in the background: the first requests should not pay for the
+        // connection (and time out on it).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let mut warm = conn.clone();
+            rt.spawn(async move {
+                let _: redis::RedisResult<()> = redis::cmd("PING").query_async(&mut warm).await;
+            });
+        }
         Ok(Redis {
             config: config.clone(),
             client,

@@ -458,6 +458,14 @@ impl Config {
             }
             let _ = writeln!(s);
         }
+        if let Some(r) = &self.redis {
+            let _ = writeln!(
+                s,
+                "redis {} (timeout {})",
+                r.url,
+                humantime::format_duration(r.timeout)
+            );
+        }
         let _ = writeln!(s, "{} route(s):", self.routes.len());
         for r in &self.routes {
             let auth = match r.auth {
@@ -479,6 +487,20 @@ impl Config {
             }
             if !r.roles.is_empty() {
                 let _ = write!(s, ", roles {}", r.roles.join("|"));
+            }
+            for l in &r.rate_limits {
+                let store = match l.store {
+                    LimitStore::Local => "local",
+                    LimitStore::Redis => "redis",
+                };
+                let _ = write!(
+                    s,
+                    ", limit {} {}/{} burst {} ({store})",
+                    l.name,
+                    l.requests,
+                    humantime::format_duration(l.period),
+                    l.burst
+                );
             }
             let _ = writeln!(s, ")");
         }

@@ -16,6 +16,7 @@ mod process;
 mod properties;
 mod protocols;
 mod providers;
+mod ratelimit;
 mod revoke;
 mod slots;
 mod trailers;

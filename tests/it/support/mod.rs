@@ -2,6 +2,7 @@
 //! an echo upstream, and a builder that starts the gateway on 127.0.0.1:0.
 
 pub mod keys;
+pub mod redis;
 pub mod servers;
 
 use std::net::SocketAddr;
