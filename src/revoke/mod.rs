@@ -180,15 +180,18 @@ impl Revocations {
         self.set.store(Arc::new(next));
     }
 
-    /// Replaces the whole set with `entries` (a full load from Redis).
-    pub fn replace(&self, entries: impl IntoIterator<Item = Entry>) {
-        let _one_writer = self.write.lock().expect("revocation writer poisoned");
-        let mut next = Set::default();
+    /// Entries held here that `others` (a load from Redis) lacks: Redis lost them (a
+    /// restart without persistence) while this replica still enforces them.
+    pub fn missing_from(&self, others: &[Entry]) -> Vec<Entry> {
+        let known: std::collections::HashSet<(Kind, &str)> =
+            others.iter().map(|e| (e.kind, e.id.as_str())).collect();
         let now = unix_now();
-        for e in entries {
-            next.insert(e, now);
-        }
-        self.set.store(Arc::new(next));
+        self.set
+            .load()
+            .entries()
+            .into_iter()
+            .filter(|e| e.is_live(now) && !known.contains(&(e.kind, e.id.as_str())))
+            .collect()
     }
 
     /// Drops entries that can no longer refuse anything.

@@ -87,7 +87,6 @@ impl Set {
     }
 
     /// Every entry, as stored and sent.
-    #[cfg(test)]
     pub fn entries(&self) -> Vec<Entry> {
         let users = self.users.iter().map(|(id, &(before, expires))| Entry {
             kind: Kind::Sub,

@@ -4,7 +4,8 @@
 //! one message on the `portcullis:revocations` channel, written by one script. Each
 //! replica subscribes, then loads every key, then applies what arrived meanwhile: only
 //! then is it ready. When the subscription breaks it keeps the set it has, retries, and
-//! loads the whole set again once Redis is back.
+//! loads the whole set again once Redis is back (merging it with the one it holds, and
+//! writing back what Redis lost).
 //!
 //! Revocation commands are never on the request path: they wait up to `redis.timeout`
 //! or [`MIN_TIMEOUT`], whichever is longer.
@@ -219,7 +220,21 @@ async fn subscribe(
         Ok(e) => e,
         Err(e) => return Box::new(e),
     };
-    revocations.replace(entries);
+    // Merged, never replaced: a revocation is only ever dropped when it expires. What
+    // Redis lost (restarted without persistence) is written back, for replicas to come.
+    let lost = revocations.missing_from(&entries);
+    revocations.add(entries);
+    for e in &lost {
+        if let Err(e) = store.put(e).await {
+            return Box::new(e);
+        }
+    }
+    if !lost.is_empty() {
+        tracing::warn!(
+            entries = lost.len(),
+            "revocations: Redis had lost entries this replica holds; stored them again"
+        );
+    }
     revocations.set_current(true);
     tracing::info!(
         entries = revocations.len(),
