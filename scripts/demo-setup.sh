@@ -37,18 +37,8 @@ hash_files() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # --- system prerequisites ------------------------------------------------------
 
-apt_install() {
-  # Installs Debian packages when possible (root, or sudo without a password).
-  command -v apt-get >/dev/null 2>&1 || return 1
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || return 1
-    sudo=(sudo -n)
-  fi
-  log "installing Debian packages: $*"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 require_cmd() {
   command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2)"

@@ -19,17 +19,8 @@ PY="$REPO_ROOT/.venv/bin/python"
 say() { printf '[test-backends] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || return 1
-  local sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || return 1
-    sudo=(sudo -n)
-  fi
-  say "installing Debian packages: $*"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
+# shellcheck source=scripts/apt.sh
+. "$REPO_ROOT/scripts/apt.sh"
 
 started=$SECONDS
 if [ -z "${PORTCULLIS_BIN:-}" ]; then

@@ -50,11 +50,7 @@ pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// Request bodies as the handlers see them: hyper's, watched so the connection knows
 /// whether each one was read to its end.
-pub struct ClientBody {
-    inner: Incoming,
-    ended: bool,
-    state: Arc<ConnState>,
-}
+pub type ClientBody = Watched<Incoming, ReadToEnd>;
 
 /// A handler: what a listener does with each request.
 pub trait Handler: Clone + Send + Sync + Unpin + 'static {
@@ -286,20 +282,34 @@ async fn serve_h1<I: ClientStream, H: Handler>(
         }
         // Even empty, it still holds hyper's whole read buffer.
         drop(read_buf);
-        let socket = io.inner.parkable().expect("only parkable streams park");
-        let deadline = state.last_activity() + idle_timeout;
-        let _parked = metrics.map(Metrics::parked);
-        tokio::select! {
-            ready = socket.readable() => {
-                if ready.is_err() {
-                    return;
-                }
-                // Bytes are waiting: the connection is not idle, whatever the timer says.
-                state.touch();
-            }
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep_until(deadline) => return,
+        if !wait_parked(&io, idle_timeout, metrics, &cancel).await {
+            return;
         }
+    }
+}
+
+/// Holds a parked connection, with nothing but its socket, until the client sends its
+/// next byte (`true`), or it has been idle too long or the gateway shuts down (`false`).
+async fn wait_parked<I: ClientStream>(
+    io: &ClientIo<I>,
+    idle_timeout: Duration,
+    metrics: Option<&Metrics>,
+    cancel: &CancellationToken,
+) -> bool {
+    let socket = io.inner.parkable().expect("only parkable streams park");
+    let deadline = io.state.last_activity() + idle_timeout;
+    let _parked = metrics.map(Metrics::parked);
+    tokio::select! {
+        ready = socket.readable() => {
+            if ready.is_err() {
+                return false;
+            }
+            // Bytes are waiting: the connection is not idle, whatever the timer says.
+            io.state.touch();
+            true
+        }
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep_until(deadline) => false,
     }
 }
 
@@ -469,17 +479,19 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Exchanges<H> {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let open = Exchange::open(&self.state);
         let state = self.state.clone();
-        let req = req.map(|inner| ClientBody {
-            ended: inner.is_end_stream(),
+        let req = req.map(|inner| Watched {
+            watch: ReadToEnd {
+                ended: inner.is_end_stream(),
+                state,
+            },
             inner,
-            state,
         });
         // Boxed: hyper keeps the future of the request in flight inside the connection,
         // and the pipeline's future is a few KiB.
         let handling = self.handler.call(req);
         Box::pin(async move {
             let resp = handling.await;
-            Ok(resp.map(|inner| ResponseBody { inner, _open: open }))
+            Ok(resp.map(|inner| Watched { inner, watch: open }))
         })
     }
 }
@@ -502,32 +514,28 @@ impl Drop for Exchange {
 
 /// A response body; hyper drops it once the whole body is in its write buffer (or the
 /// connection failed), which ends the exchange.
-pub struct ResponseBody {
-    inner: Body,
-    _open: Exchange,
+type ResponseBody = Watched<Body, Exchange>;
+
+impl Watch for Exchange {}
+
+/// A body passed on frame by frame, with a watch that hears when it has been read to its
+/// end and is dropped with it.
+pub struct Watched<B: HttpBody, W: Watch> {
+    inner: B,
+    watch: W,
 }
 
-impl HttpBody for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// What a [`Watched`] body reports to.
+pub trait Watch: Unpin {
+    /// The body has been read to its end.
+    fn ended(&mut self) {}
 }
 
-impl HttpBody for ClientBody {
+impl<B, W> HttpBody for Watched<B, W>
+where
+    B: HttpBody<Data = Bytes, Error = hyper::Error> + Unpin,
+    W: Watch,
+{
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -537,7 +545,7 @@ impl HttpBody for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if frame.is_none() || self.inner.is_end_stream() {
-            self.ended = true;
+            self.watch.ended();
         }
         Poll::Ready(frame)
     }
@@ -551,9 +559,29 @@ impl HttpBody for ClientBody {
     }
 }
 
-impl Drop for ClientBody {
+impl<B: HttpBody, W: Watch> Drop for Watched<B, W> {
     fn drop(&mut self) {
-        if !(self.ended || self.inner.is_end_stream()) {
+        if self.inner.is_end_stream() {
+            self.watch.ended();
+        }
+    }
+}
+
+/// Whether a request body was read to its end.
+pub struct ReadToEnd {
+    ended: bool,
+    state: Arc<ConnState>,
+}
+
+impl Watch for ReadToEnd {
+    fn ended(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for ReadToEnd {
+    fn drop(&mut self) {
+        if !self.ended {
             // Hyper may still be reading the rest of it off the connection.
             self.state.never_park.store(true, Ordering::Relaxed);
         }

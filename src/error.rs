@@ -101,6 +101,14 @@ pub enum Error {
     MethodNotAllowed { allow: HeaderValue },
     #[error("no bearer token")]
     MissingToken,
+    #[error("no session cookie: renew it (get-session) and retry")]
+    SessionMissing,
+    #[error("session cookie expired: renew it (get-session) and retry")]
+    SessionExpired,
+    #[error(
+        "cross-site request refused: a cookie-authenticated request that changes state must come from the app's own origin"
+    )]
+    CrossSiteRequest,
     // Not `#[from]`: that would also make the reason the error's source, and logs would
     // print it twice.
     #[error("invalid token: {0}")]
@@ -163,8 +171,13 @@ impl Error {
             | Error::BadBody(_) => StatusCode::BAD_REQUEST,
             Error::NoRoute => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::MissingToken | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Error::InsufficientScope | Error::CorsRejected => StatusCode::FORBIDDEN,
+            Error::MissingToken
+            | Error::SessionMissing
+            | Error::SessionExpired
+            | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Error::InsufficientScope | Error::CorsRejected | Error::CrossSiteRequest => {
+                StatusCode::FORBIDDEN
+            }
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::KeysUnavailable { .. } | Error::LimitStoreUnavailable => {
@@ -185,6 +198,9 @@ impl Error {
             | Error::NoRoute
             | Error::MethodNotAllowed { .. }
             | Error::MissingToken
+            | Error::SessionMissing
+            | Error::SessionExpired
+            | Error::CrossSiteRequest
             | Error::InvalidToken(_)
             | Error::InsufficientScope
             | Error::CorsRejected
@@ -205,7 +221,9 @@ impl Error {
     pub fn auth_outcome(&self) -> &'static str {
         match self {
             Error::InvalidToken(t) => t.reason(),
-            Error::MissingToken => "missing",
+            Error::MissingToken | Error::SessionMissing => "missing",
+            Error::SessionExpired => "expired",
+            Error::CrossSiteRequest => "cross_site",
             Error::InsufficientScope => "insufficient_scope",
             Error::KeysUnavailable { stale: true, .. } => "keys_stale",
             Error::KeysUnavailable { stale: false, .. } => "keys_unavailable",
@@ -235,6 +253,10 @@ impl Error {
             Error::NoRoute => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::MissingToken => "unauthorized",
+            // Stable: a page renews its session cookie and retries once on these two.
+            Error::SessionMissing => "session_missing",
+            Error::SessionExpired => "session_expired",
+            Error::CrossSiteRequest => "cross_site_request",
             Error::InvalidToken(_) => "invalid_token",
             Error::InsufficientScope => "insufficient_scope",
             Error::CorsRejected => "cors_rejected",
@@ -274,7 +296,7 @@ impl Error {
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
-            Error::MissingToken => {
+            Error::MissingToken | Error::SessionMissing | Error::SessionExpired => {
                 h.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="portcullis""#),

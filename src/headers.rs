@@ -27,12 +27,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Headers that backends and the frameworks in front of them read as the user's identity
 /// (oauth2-proxy's, nginx `auth_request`'s, Apache's and CGI's conventions) or as the real
-/// URL of the request (IIS and Symfony's `X-Original-URL` / `X-Rewrite-URL`). A client
+/// URL of the request (IIS and Symfony's `X-Original-URL` / `X-Rewrite-URL`), or as its
+/// scheme, port or path base. A client
 /// must never be able to set them, so every route strips them in every spelling, like the
 /// configured identity headers. `[identity] strip_headers` adds to this list and
 /// `insecure_keep_headers` lets one through where the gateway sits behind a proxy that
 /// sets it.
-pub const OVERRIDE_HEADERS: [&str; 16] = [
+pub const OVERRIDE_HEADERS: [&str; 23] = [
     "x-original-url",
     "x-original-uri",
     "x-rewrite-url",
@@ -49,6 +50,16 @@ pub const OVERRIDE_HEADERS: [&str; 16] = [
     "remote-user",
     "x-remote-user",
     "x-authenticated-user",
+    // The rest of the `X-Forwarded-*` family the gateway does not set: Werkzeug's
+    // ProxyFix, Rack and Django read them for the request's scheme, port and path base
+    // (a forged `X-Forwarded-Ssl: on` makes Rack treat the request as https).
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-server",
+    "x-url-scheme",
+    "front-end-https",
 ];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -152,11 +163,15 @@ pub struct Outbound<'a> {
     pub claims: &'a [(HeaderName, HeaderValue)],
     /// A WebSocket upgrade the route allows: `Connection: upgrade` and this `Upgrade`.
     pub upgrade: Option<&'a HeaderValue>,
+    /// Cookies the upstream must not see (the auth server's session cookies on a route
+    /// to another backend): each name also with `__Secure-` and as chunks `NAME.n`.
+    pub drop_cookies: &'a [String],
 }
 
 /// The trust-boundary rewrite of a request's headers, in an order that matters: the
 /// client's identity and override headers out, hop-by-hop headers out, an unverified
-/// `Authorization` out, cookie crumbs joined, the gateway's own forwarding headers set,
+/// `Authorization` out, cookie crumbs joined and the session cookies of the auth server
+/// taken out, the gateway's own forwarding headers set,
 /// and only then the verified identity in, so no header a client sends (`Connection:
 /// X-User-Id` included) can remove or replace it.
 pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out: &Outbound<'_>) {
@@ -171,6 +186,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out:
         headers.remove(header::AUTHORIZATION);
     }
     join_cookies(headers);
+    drop_cookies(headers, out.drop_cookies);
 
     let xff = forwarded_for(headers, out.peer, out.peer_trusted);
     headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -178,10 +194,14 @@ pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out:
     // let a backend that prefers it read forged client details.
     headers.remove(header::FORWARDED);
     headers.insert(X_REAL_IP.clone(), ip_value(out.client));
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if out.tls { "https" } else { "http" }),
-    );
+    // Behind a trusted proxy that terminated TLS, its word on the scheme stands.
+    let proto = match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+        Some(b"https") if out.peer_trusted => "https",
+        Some(b"http") if out.peer_trusted => "http",
+        _ if out.tls => "https",
+        _ => "http",
+    };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     match host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -257,6 +277,41 @@ pub fn join_cookies(headers: &mut HeaderMap) {
         joined.extend_from_slice(v);
     }
     match HeaderValue::from_bytes(&joined) {
+        Ok(v) => {
+            headers.insert(header::COOKIE, v);
+        }
+        Err(_) => {
+            headers.remove(header::COOKIE);
+        }
+    }
+}
+
+/// Removes from the (joined) `Cookie` header every cookie in the family of one of
+/// `names`; the others stay as they were, in order. No cookie left: no header.
+fn drop_cookies(headers: &mut HeaderMap, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let Some(value) = headers.get(header::COOKIE) else {
+        return;
+    };
+    let kept: Vec<&[u8]> = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            // A name that is not text is no cookie of the auth server's.
+            let name = String::from_utf8_lossy(name.trim_ascii());
+            !names.iter().any(|n| crate::session::in_family(&name, n))
+        })
+        .collect();
+    if kept.is_empty() {
+        headers.remove(header::COOKIE);
+        return;
+    }
+    match HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
         Ok(v) => {
             headers.insert(header::COOKIE, v);
         }
@@ -369,6 +424,7 @@ mod tests {
             user,
             claims,
             upgrade: None,
+            drop_cookies: &[],
         }
     }
 
@@ -477,6 +533,35 @@ mod tests {
         let mut one = map(&[("cookie", "a=1")]);
         join_cookies(&mut one);
         assert_eq!(one[header::COOKIE], "a=1");
+    }
+
+    #[test]
+    fn the_auth_servers_cookies_are_dropped_and_the_others_kept_in_order() {
+        let stripped = IdentityHeaders::new([&HeaderName::from_static("x-user-id")]);
+        let mut h = map(&[
+            ("cookie", "theme=dark; better-auth.session_token=t.sig"),
+            (
+                "cookie",
+                "__Secure-better-auth.session_data.0=a; better-auth.session_data.1=b",
+            ),
+            ("cookie", "cart=3; better-auth.dont_remember=true; flag"),
+        ]);
+        let names = [
+            "better-auth.session_token".to_owned(),
+            "better-auth.session_data".to_owned(),
+            "better-auth.dont_remember".to_owned(),
+        ];
+        let mut out = outbound(None, &[]);
+        out.drop_cookies = &names;
+        rewrite_request(&mut h, &stripped, &out);
+        assert_eq!(h[header::COOKIE], "theme=dark; cart=3; flag");
+        let mut only = map(&[("cookie", "better-auth.session_token=t")]);
+        rewrite_request(&mut only, &stripped, &out);
+        assert!(only.get(header::COOKIE).is_none());
+        // A route to the auth server itself passes them unchanged.
+        let mut kept = map(&[("cookie", "better-auth.session_token=t; a=1")]);
+        rewrite_request(&mut kept, &stripped, &outbound(None, &[]));
+        assert_eq!(kept[header::COOKIE], "better-auth.session_token=t; a=1");
     }
 
     #[test]

@@ -2,21 +2,25 @@
 //! verifies the bearer token of every request, and forwards it to the backend with a
 //! trusted user id header the backend filters its data by.
 //!
-//! `main.rs` is a thin CLI over [`run`] and [`Gateway`]; tests start a [`Gateway`]
-//! in-process on `127.0.0.1:0`.
+//! `main.rs` is a thin CLI: it loads the config file, starts a [`Gateway`] with
+//! [`Gateway::start_from`], reloads it on SIGHUP and shuts it down on SIGTERM or SIGINT.
+//! Tests start a [`Gateway`] in-process on `127.0.0.1:0`.
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod alg;
 mod body;
 mod client_ip;
 pub mod config;
 mod conn;
 mod cors;
+mod csrf;
 mod error;
 mod headers;
 mod jwks;
 mod limit;
+mod listener;
 mod metrics;
 pub mod path;
 mod proxy;
@@ -24,6 +28,7 @@ mod redis;
 mod revoke;
 mod route;
 mod server;
+mod session;
 mod state;
 mod tls;
 mod token;
@@ -44,17 +49,15 @@ pub mod internals {
     };
     pub use crate::jwks::{Key, KeySet};
     pub use crate::route::{Match, RouteTable};
-    pub use crate::token::{bearer, parse as parse_token};
-}
+    pub use crate::token::{Profile, bearer, parse as parse_token};
+    pub use crate::verify::Authenticator;
 
-/// Runs the gateway until `shutdown` resolves, then drains and returns.
-pub async fn run(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let gateway = Gateway::start(config).await?;
-    gateway.run_until(shutdown).await;
-    Ok(())
+    /// The authenticator of `config` outside a running gateway (its verified-token
+    /// cache included), for the benchmarks.
+    pub fn authenticator(config: &crate::Config) -> Authenticator {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        Authenticator::new(config, &crate::jwks::client(), &metrics, None)
+    }
 }
 
 /// What to revoke, as `portcullis revoke` takes it: exactly one of `sub` (with an

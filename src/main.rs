@@ -144,7 +144,6 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
     gateway.shutdown().await;
     Ok(())
 }

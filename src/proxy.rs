@@ -24,14 +24,15 @@ use crate::client_ip;
 use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
 use crate::conn::ClientBody;
 use crate::cors;
+use crate::csrf;
 use crate::error::{self, Blame, Error, TokenError};
 use crate::headers;
 use crate::limit::{Caller, Checked};
 use crate::metrics::NONE;
 use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match, Route};
+use crate::session::{self, Source};
 use crate::state::{Shared, Snapshot};
-use crate::token;
 use crate::upstream::SlotBody;
 use crate::verify::Identity;
 
@@ -52,6 +53,8 @@ struct Trace {
     /// How authentication ended (`ok`, or why not) and for which provider; `None` when
     /// no credential was looked at.
     auth: Option<(Option<usize>, &'static str)>,
+    /// Where the credential was taken from (header or cookie).
+    source: Option<Source>,
     /// A CORS preflight answered by the gateway (its headers are already complete).
     preflight: bool,
     /// What the route's rate limits said, when it has any.
@@ -186,7 +189,16 @@ async fn handle_inner(
     check_revocation(snap, identity.as_deref(), trace)?;
     limit(snap, conn, &route, &req, identity.as_deref(), trace).await?;
     admit(&route, &req)?;
-    forward(snap, conn, &route, &path, identity.as_deref(), req).await
+    forward(
+        snap,
+        conn,
+        &route,
+        &path,
+        identity.as_deref(),
+        trace.source,
+        req,
+    )
+    .await
 }
 
 /// Refuses what no route can serve: `CONNECT`, and a request whose `Host` is missing
@@ -220,9 +232,11 @@ fn find_route(
     Ok((path, route))
 }
 
-/// Who the request is from, and whether the route lets them in. On an optional route a
-/// request without a bearer token passes anonymously, but a bad token is still a 401:
-/// never downgraded to anonymous. The outcome is recorded once, in the trace.
+/// Who the request is from, and whether the route lets them in. The credential is the
+/// first of the route's token sources present; one from a cookie must pass the CSRF
+/// check before it is verified. On an optional route a request without any passes
+/// anonymously, but a bad one is still a 401: never downgraded to anonymous. The outcome
+/// is recorded once, in the trace.
 async fn authenticate(
     snap: &Snapshot,
     route: &Route,
@@ -232,17 +246,31 @@ async fn authenticate(
     if route.auth == AuthMode::Public {
         return Ok(None);
     }
-    let token = match token::bearer(req.headers()) {
-        Ok(Some(t)) => Ok(t),
+    let cookies = &snap.config.cookies;
+    let credential = match session::credential(route, cookies, req.headers()) {
+        Ok(Some(c)) => Ok(c),
         Ok(None) if route.auth == AuthMode::Optional => return Ok(None),
-        Ok(None) => Err(Error::MissingToken),
+        Ok(None) => Err(session::missing(route)),
         Err(e) => Err(e),
     };
-    let token = token.inspect_err(|e| trace.auth = Some((None, e.auth_outcome())))?;
-    let id = snap.auth.authenticate(token).await.map_err(|refusal| {
-        trace.auth = Some((refusal.provider, refusal.error.auth_outcome()));
-        refusal.error
-    })?;
+    let credential = credential.inspect_err(|e| trace.auth = Some((None, e.auth_outcome())))?;
+    let source = credential.source;
+    trace.source = Some(source);
+    csrf::check(
+        source,
+        &cookies.trusted_origins,
+        req.method(),
+        req.headers(),
+    )
+    .inspect_err(|e| trace.auth = Some((None, e.auth_outcome())))?;
+    let id = snap
+        .auth
+        .authenticate(&credential.token, source.profile())
+        .await
+        .map_err(|refusal| {
+            trace.auth = Some((refusal.provider, refusal.error.auth_outcome()));
+            source.refusal(refusal.error)
+        })?;
     trace.identity = Some(id.clone());
     let authorized = authorize(snap, route, &id);
     trace.auth = Some((
@@ -356,6 +384,7 @@ async fn forward(
     route: &Route,
     path: &NormalizedPath,
     identity: Option<&Identity>,
+    source: Option<Source>,
     mut req: Request<ClientBody>,
 ) -> Result<Response<Body>, Error> {
     // A WebSocket upgrade on a route that allows one: the token was checked on this very
@@ -378,13 +407,19 @@ async fn forward(
         tls: conn.tls,
         authority: parts.uri.authority(),
         upstream_h2: route.upstream.protocol == UpstreamProtocol::Http2,
-        // An `Authorization` the gateway did not verify (another scheme on an optional
-        // route) never reaches a backend that may trust it because the gateway "checked it".
+        // An `Authorization` the gateway did not verify (another scheme, or a header left
+        // unread because a cookie was the credential) never reaches a backend that may
+        // trust it because the gateway "checked it".
         keep_authorization: route.forward_authorization
-            && (route.auth == AuthMode::Public || identity.is_some()),
+            && (route.auth == AuthMode::Public || source == Some(Source::Header)),
         user: identity.map(|id| (&snap.config.identity.user_id_header, &id.user_id)),
         claims: identity.map_or(&[], |id| &id.claim_headers),
         upgrade: upgrade.as_ref(),
+        drop_cookies: if route.auth_server {
+            &[]
+        } else {
+            &snap.config.cookies.strip
+        },
     };
     headers::rewrite_request(&mut parts.headers, &snap.identity_headers, &outbound);
     parts.uri = uri;

@@ -46,7 +46,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// `client_for` gives each route the client that reaches its upstream.
+    /// `upstream_for` gives each route the client that reaches its upstream and that
+    /// upstream's slots.
     pub fn new(
         routes: &[RouteConfig],
         mut upstream_for: impl FnMut(&RouteConfig) -> (UpstreamClient, Arc<Slots>),

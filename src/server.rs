@@ -1,29 +1,21 @@
-//! Listeners and the gateway's lifecycle. The proxy listener serves HTTP/1.1 and HTTP/2
-//! (h2c, or h2 over TLS when `server.tls` is set); the admin listener serves `/healthz`,
-//! `/readyz`, `/metrics` and `POST /reload` on its own socket, so admin paths never
-//! shadow upstream ones. Listeners are bound once: a reload swaps the config snapshot,
-//! never the sockets. On shutdown the listeners close first, then open connections drain
-//! for a bounded time.
+//! The gateway's lifecycle: start, reload, shut down. It binds the proxy listener
+//! (HTTP/1.1 and HTTP/2; h2c, or h2 over TLS when `server.tls` is set) and the admin
+//! listener once: a reload swaps the config snapshot, never the sockets. On shutdown
+//! the listeners close first, then open connections drain for a bounded time.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::body::{Body, full};
+use crate::admin;
 use crate::config::{Config, ConfigError};
-use crate::conn::{self, ClientBody, Handler, Protocols};
-use crate::error::chain as error_chain;
 use crate::jwks::KeyStore;
-use crate::metrics::Metrics;
-use crate::proxy::{self, Conn};
+use crate::listener::Listener;
+use crate::proxy;
 use crate::state::{Shared, Snapshot};
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
@@ -98,10 +90,9 @@ impl Gateway {
 
         let mut listeners = tokio::task::JoinSet::new();
         let proxy_shared = shared.clone();
-        listeners.spawn(serve(
+        listeners.spawn(Listener::proxy(&snapshot.config.server).serve(
             proxy_listener,
             shared.clone(),
-            true,
             control.cancel.child_token(),
             move |conn| {
                 let shared = proxy_shared.clone();
@@ -109,16 +100,15 @@ impl Gateway {
             },
         ));
         let admin_control = control.clone();
-        listeners.spawn(serve(
+        listeners.spawn(Listener::admin().serve(
             admin_listener,
             shared.clone(),
-            false,
             control.cancel.child_token(),
             move |_conn| {
                 let control = admin_control.clone();
                 move |req| {
                     let control = control.clone();
-                    async move { admin(&control, req).await }
+                    async move { admin::handle(&control.shared, || control.reload(), req).await }
                 }
             },
         ));
@@ -154,16 +144,10 @@ impl Gateway {
     /// Stops accepting, lets open connections finish (bounded by
     /// `server.shutdown_timeout`), stops background refreshes.
     pub async fn shutdown(mut self) {
+        tracing::info!("shutting down: draining in-flight requests");
         self.control.cancel.cancel();
         while self.listeners.join_next().await.is_some() {}
         tracing::info!("portcullis stopped");
-    }
-
-    /// Runs until `signal` resolves, then shuts down.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        signal.await;
-        tracing::info!("shutting down: draining in-flight requests");
-        self.shutdown().await;
     }
 }
 
@@ -244,205 +228,4 @@ fn warn_about(snapshot: &Snapshot) {
             );
         }
     }
-}
-
-/// Accepts connections until `cancel`, then drains them. `proxy` marks the listener
-/// whose connections count in the metrics and may use TLS.
-async fn serve<F, H>(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    proxy: bool,
-    cancel: CancellationToken,
-    make_handler: F,
-) where
-    F: Fn(Conn) -> H,
-    H: Handler,
-{
-    // Limits are read at start: they shape the listener, which a reload keeps.
-    let server = shared.current().config.server.clone();
-    let protocols = Arc::new(Protocols::new(&server));
-    let slots = Arc::new(Semaphore::new(if proxy {
-        server.max_connections
-    } else {
-        64
-    }));
-    let tracker = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            () = cancel.cancelled() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = cancel.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = if proxy {
-            shared
-                .current()
-                .config
-                .server
-                .tls
-                .as_ref()
-                .map(|t| t.config.clone())
-        } else {
-            None
-        };
-        let conn = Conn {
-            peer,
-            tls: tls.is_some(),
-        };
-        let handler = make_handler(conn);
-        let (protocols, cancel, shared) = (protocols.clone(), cancel.clone(), shared.clone());
-        let handshake_timeout = server.header_read_timeout;
-        match tls {
-            None => {
-                tracker.spawn(async move {
-                    let _permit = permit;
-                    let metrics = proxy.then_some(&*shared.metrics);
-                    let _open = metrics.map(Metrics::connection);
-                    conn::serve(&protocols, stream, handler, metrics, cancel).await;
-                });
-            }
-            // A task of its own, so plaintext connections do not carry TLS state.
-            Some(config) => {
-                tracker.spawn(async move {
-                    let _permit = permit;
-                    let metrics = proxy.then_some(&*shared.metrics);
-                    let _open = metrics.map(Metrics::connection);
-                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            conn::serve(&protocols, tls_stream, handler, metrics, cancel).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    tracker.close();
-    let drain = if proxy {
-        server.shutdown_timeout
-    } else {
-        Duration::from_secs(1)
-    };
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            open = tracker.len(),
-            "drain timed out; closing the remaining connections"
-        );
-    }
-}
-
-async fn admin(control: &Control, req: Request<ClientBody>) -> Response<Body> {
-    let shared = &control.shared;
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (
-            StatusCode::OK,
-            "application/json",
-            r#"{"status":"ok"}"#.to_owned(),
-        ),
-        (&Method::GET, "/readyz") => {
-            let snap = shared.current();
-            let waiting: Vec<&str> = snap
-                .auth
-                .providers()
-                .iter()
-                .filter(|p| !p.is_ready())
-                .map(|p| p.config.name.as_str())
-                .collect();
-            if !shared.revocations().is_loaded() {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    r#"{"status":"waiting for the revocation set"}"#.to_owned(),
-                )
-            } else if waiting.is_empty() && !shared.revocations().is_current() {
-                // Still serving, with the revocations it holds: Redis is being retried.
-                (
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ready","revocations":"stale: reconnecting to Redis"}"#.to_owned(),
-                )
-            } else if waiting.is_empty() {
-                (
-                    StatusCode::OK,
-                    "application/json",
-                    r#"{"status":"ready"}"#.to_owned(),
-                )
-            } else {
-                let body =
-                    serde_json::json!({ "status": "waiting for keys", "providers": waiting });
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        }
-        (&Method::GET, "/metrics") => {
-            let snap = shared.current();
-            for store in snap.auth.key_stores() {
-                shared
-                    .metrics
-                    .jwks_age(store.provider(), store.last_success_age());
-            }
-            let revocations = shared.revocations();
-            shared
-                .metrics
-                .revocations(revocations.len(), revocations.sync_age());
-            (
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                shared.metrics.encode(),
-            )
-        }
-        (&Method::POST, "/reload") => match control.reload().await {
-            Ok(()) => (
-                StatusCode::OK,
-                "application/json",
-                r#"{"status":"reloaded"}"#.to_owned(),
-            ),
-            Err(e) => {
-                let body = serde_json::json!({ "status": "refused", "reason": error_chain(&e) });
-                (
-                    StatusCode::BAD_REQUEST,
-                    "application/json",
-                    body.to_string(),
-                )
-            }
-        },
-        (&Method::POST, "/revoke") => {
-            let keep = shared.current().config.revocation.keep;
-            return crate::revoke::admin::post(shared.revocations(), keep, req).await;
-        }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/reload" | "/revoke") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "application/json",
-            r#"{"error":"method_not_allowed"}"#.to_owned(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":"not_found"}"#.to_owned(),
-        ),
-    };
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    resp
 }

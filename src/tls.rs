@@ -31,21 +31,8 @@ pub enum TlsError {
 
 /// Builds the server side of TLS from PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|source| TlsError::Certs {
-            path: cert.display().to_string(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCerts {
-            path: cert.display().to_string(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
-        path: key.display().to_string(),
-        source,
-    })?;
+    let certs = some_certs(cert)?;
+    let key = read_key(key)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -66,18 +53,7 @@ pub fn client_config(
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|source| TlsError::Certs {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            if certs.is_empty() {
-                return Err(TlsError::NoCerts {
-                    path: path.display().to_string(),
-                });
-            }
-            for cert in certs {
+            for cert in some_certs(path)? {
                 roots.add(cert).map_err(TlsError::Config)?;
             }
         }
@@ -93,21 +69,38 @@ pub fn client_config(
         .with_root_certificates(roots);
     let config = match identity {
         None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<_, _>>())
-                .map_err(|source| TlsError::Certs {
-                    path: cert.display().to_string(),
-                    source,
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
-                path: key.display().to_string(),
-                source,
-            })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(TlsError::Config)?
-        }
+        Some((cert, key)) => builder
+            .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+            .map_err(TlsError::Config)?,
     };
     Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM file, in order.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect())
+        .map_err(|source| TlsError::Certs {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The certificates of a PEM file that must hold at least one.
+fn some_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = read_certs(path)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCerts {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Key {
+        path: path.display().to_string(),
+        source,
+    })
 }

@@ -14,6 +14,21 @@ use crate::error::{Error, TokenError};
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
+/// Better Auth's session-cache JWT (`jwt({ sessionCookieCache: true })`): its `typ` and
+/// its fixed `aud`, which no bearer token carries.
+pub const SESSION_TYP: &str = "better-auth.session-cache+jwt";
+pub const SESSION_AUDIENCE: &str = "better-auth:session-cache";
+
+/// What kind of JWT a credential must be. The two never stand in for each other: a
+/// bearer token has no session `typ`, a session cookie has it and a fixed `aud`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// An access token (`Authorization: Bearer`, or a cookie named as a bearer source).
+    Bearer,
+    /// Better Auth's signed session cookie.
+    Session,
+}
+
 /// The bearer token of a request: `Ok(None)` when there is none (no `Authorization`
 /// header, or another scheme); an error when the header is ambiguous or malformed.
 ///
@@ -78,7 +93,13 @@ pub struct Claims {
     pub all: Map<String, Value>,
 }
 
+/// A bearer token, parsed.
 pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
+    parse_as(token, Profile::Bearer)
+}
+
+/// A token of `profile`, parsed: its `typ` must be the profile's.
+pub fn parse_as(token: &str, profile: Profile) -> Result<Unverified<'_>, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::TooLarge);
     }
@@ -103,13 +124,15 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, TokenError> {
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(TokenError::Malformed),
     };
-    match header.get("typ") {
-        None => {}
-        Some(Value::String(t))
+    match (profile, header.get("typ")) {
+        (Profile::Bearer, None) => {}
+        (Profile::Bearer, Some(Value::String(t)))
             if t.eq_ignore_ascii_case("JWT")
                 || t.eq_ignore_ascii_case("at+jwt")
                 || t.eq_ignore_ascii_case("application/at+jwt") => {}
-        Some(_) => return Err(TokenError::WrongType),
+        // Compared as Better Auth does: exactly.
+        (Profile::Session, Some(Value::String(t))) if t == SESSION_TYP => {}
+        _ => return Err(TokenError::WrongType),
     }
     // `jwk`, `jku`, `x5u`, `x5c`: ignored on purpose; keys come only from configuration.
 
@@ -176,6 +199,34 @@ impl Claims {
             iat: number("iat")?,
             all,
         })
+    }
+
+    /// A Better Auth session-cache payload seen as the JWT plugin's access tokens are: the
+    /// `user` object's fields plus the registered claims. The session object, and `sid`
+    /// (the session token itself, a credential), are left out, so nothing configured to
+    /// read claims can ever copy them. Checks what Better Auth checks: `sub` is the user's
+    /// id and `sid` the session's token.
+    pub fn session_view(self) -> Result<Claims, TokenError> {
+        let (Some(Value::Object(session)), Some(Value::Object(user))) =
+            (self.all.get("session"), self.all.get("user"))
+        else {
+            return Err(TokenError::Malformed);
+        };
+        if self.sub.is_none() || user.get("id").and_then(Value::as_str) != self.sub.as_deref() {
+            return Err(TokenError::InvalidSubject);
+        }
+        let sid = self.all.get("sid").and_then(Value::as_str);
+        if sid.is_none_or(str::is_empty) || session.get("token").and_then(Value::as_str) != sid {
+            return Err(TokenError::ClaimType("sid"));
+        }
+        let mut all = user.clone();
+        for name in ["iss", "sub", "aud", "exp", "nbf", "iat"] {
+            match self.all.get(name) {
+                Some(v) => all.insert(name.to_owned(), v.clone()),
+                None => all.remove(name),
+            };
+        }
+        Ok(Claims { all, ..self })
     }
 
     /// The claim `name`: the top-level claim of exactly that name when there is one

@@ -18,7 +18,7 @@ use crate::error::{Error, TokenError};
 use crate::jwks::{Key, KeySet, KeyStore, Refetch};
 use crate::metrics::Metrics;
 use crate::revoke::Marks;
-use crate::token::{self, Claims, Unverified};
+use crate::token::{self, Claims, Profile, Unverified};
 
 /// Longest `sub` accepted; it becomes a header value the backend filters by.
 const MAX_SUBJECT_LEN: usize = 255;
@@ -200,14 +200,24 @@ impl Authenticator {
         &self.providers
     }
 
-    /// Verifies `token` and returns who it speaks for. Counts nothing: the pipeline
-    /// counts each request's outcome once.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Identity>, Refusal> {
+    /// Verifies `token` as a JWT of `profile` and returns who it speaks for. Counts
+    /// nothing: the pipeline counts each request's outcome once.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        profile: Profile,
+    ) -> Result<Arc<Identity>, Refusal> {
         let refused = |provider, error: Error| Refusal { provider, error };
         if token.len() > token::MAX_TOKEN_LEN {
             return Err(refused(None, TokenError::TooLarge.into()));
         }
-        let hash: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
+        // The profile is part of the key: a token verified as a session cookie is never
+        // found in the cache as a bearer token, nor the reverse.
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&[profile as u8]);
+        ctx.update(token.as_bytes());
+        let hash: [u8; 32] = ctx
+            .finish()
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
@@ -221,10 +231,10 @@ impl Authenticator {
                 cache.invalidate(&hash);
             }
         }
-        let t = token::parse(token).map_err(|e| refused(None, e.into()))?;
+        let t = token::parse_as(token, profile).map_err(|e| refused(None, e.into()))?;
         let index = self.provider_for(&t).map_err(|e| refused(None, e.into()))?;
         let id = Arc::new(
-            self.verify(index, t)
+            self.verify(index, t, profile)
                 .await
                 .map_err(|e| refused(Some(index), e))?,
         );
@@ -257,14 +267,22 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, index: usize, t: Unverified<'_>) -> Result<Identity, Error> {
+    async fn verify(
+        &self,
+        index: usize,
+        mut t: Unverified<'_>,
+        profile: Profile,
+    ) -> Result<Identity, Error> {
         let provider = &self.providers[index];
         if !provider.config.algorithms.contains(&t.alg) {
             return Err(TokenError::AlgNotAllowed.into());
         }
         // Cheap claim checks first: an expired token never costs a signature check, and
         // never makes the gateway fetch keys for its `kid`.
-        let valid_until = check_claims(&t.claims, &provider.config)?;
+        let valid_until = check_claims(&t.claims, &provider.config, profile)?;
+        if profile == Profile::Session {
+            t.claims = t.claims.session_view()?;
+        }
         let user_id = subject_header(&t.claims)?;
 
         let key = match &provider.keys {
@@ -361,8 +379,10 @@ fn check_signature(key: &Key, t: &Unverified<'_>) -> Result<(), TokenError> {
     Ok(())
 }
 
-/// Checks `exp` (required), `nbf`, `iat` and `aud`; returns `exp` + leeway.
-fn check_claims(c: &Claims, p: &ProviderConfig) -> Result<f64, TokenError> {
+/// Checks `exp` (required), `nbf`, `iat` and `aud`; returns `exp` + leeway. A session
+/// cookie's `aud` is Better Auth's fixed one; a bearer token's is the provider's, and
+/// never the session one (even where the provider checks no audience).
+fn check_claims(c: &Claims, p: &ProviderConfig, profile: Profile) -> Result<f64, TokenError> {
     let now = unix_now();
     let leeway = p.leeway.as_secs_f64();
     let exp = c.exp.ok_or(TokenError::MissingExpiry)?;
@@ -375,7 +395,14 @@ fn check_claims(c: &Claims, p: &ProviderConfig) -> Result<f64, TokenError> {
     if c.iat.is_some_and(|iat| iat > now + leeway) {
         return Err(TokenError::IssuedInFuture);
     }
-    if !p.audiences.is_empty() && !c.aud.iter().any(|a| p.audiences.contains(a)) {
+    let audience_ok = match profile {
+        Profile::Session => c.aud.iter().any(|a| a == token::SESSION_AUDIENCE),
+        Profile::Bearer => {
+            !c.aud.iter().any(|a| a == token::SESSION_AUDIENCE)
+                && (p.audiences.is_empty() || c.aud.iter().any(|a| p.audiences.contains(a)))
+        }
+    };
+    if !audience_ok {
         return Err(TokenError::WrongAudience);
     }
     Ok(exp + leeway)

@@ -4,11 +4,13 @@
 #   Portcullis gateway               http://127.0.0.1:8080   (admin: http://127.0.0.1:9090)
 #   task service (FastAPI)           http://127.0.0.1:8000   (reachable on loopback only)
 # Installs and builds what is missing first (scripts/demo-setup.sh), waits until
-# every part answers, prints a curl walk-through and runs until Ctrl-C.
+# every part answers, prints the URL to open and a curl walk-through, and runs until
+# Ctrl-C. The previous run's logs are kept as *.log.1 next to the new ones.
 #
 # Usage: deploy/demo/run.sh [--reset]
 #   --reset   delete the demo's databases and secret before starting
 # Environment (optional):
+#   DEMO_ADMIN_EMAILS       comma-separated emails whose accounts get the admin role
 #   JWT_ALG                 EdDSA (default), ES256, ES512, RS256 or PS256
 #   JWT_EXPIRATION          lifetime of issued JWTs (default 15m)
 #   WEB_DATABASE_URL        database of the web app (default: SQLite in deploy/demo/.state)
@@ -63,19 +65,33 @@ if [ ! -s "$SECRET_FILE" ]; then
   (umask 077 && node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))' >"$SECRET_FILE")
 fi
 
+# A port is taken only if something listens on it. Binding with SO_REUSEADDR, as the
+# servers themselves do, succeeds past the TIME-WAIT sockets a run that just stopped
+# leaves behind, and fails while a listener holds the port.
 port_free() {
   "$PY" -c 'import socket,sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
     sys.exit(1)' "$1"
 }
 for port in "$WEB_PORT" "$GATEWAY_PORT" "$ADMIN_PORT" "$TASKS_PORT"; do
-  port_free "$port" || die "port $port on 127.0.0.1 is in use; stop whatever holds it (the ports are fixed by config/demo.toml)"
+  if ! port_free "$port"; then
+    holder=""
+    command -v ss >/dev/null 2>&1 && holder="$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n1)"
+    die "port $port on 127.0.0.1 is in use${holder:+ by $holder}; stop whatever listens there (the ports are fixed by config/demo.toml)"
+  fi
 done
 
 "$GATEWAY_BIN" check --config "$CONFIG" >/dev/null || die "config/demo.toml does not validate"
+
+# Keep the previous run's logs (one generation) instead of overwriting them; only now,
+# so that a start refused above leaves a running demo's logs alone.
+for name in web tasks portcullis; do
+  if [ -s "$LOG_DIR/$name.log" ]; then mv -f "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.1"; fi
+done
 
 # --- process handling ---------------------------------------------------------
 
@@ -144,6 +160,7 @@ start web "$LOG_DIR/web.log" env \
   BETTER_AUTH_TRUSTED_ORIGINS="$WEB_URL,http://127.0.0.1:$WEB_PORT" \
   DATABASE_URL="${WEB_DATABASE_URL:-file:$STATE_DIR/auth.db}" \
   JWT_ALG="${JWT_ALG:-EdDSA}" JWT_EXPIRATION="${JWT_EXPIRATION:-15m}" \
+  GATEWAY_URL="$GATEWAY_URL" DEMO_ADMIN_EMAILS="${DEMO_ADMIN_EMAILS:-}" \
   bash -c 'cd "$1" && exec node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$2"' _ "$WEB_DIR" "$WEB_PORT"
 WEB_PID=$!
 
@@ -161,35 +178,72 @@ start portcullis "$LOG_DIR/portcullis.log" env NO_COLOR=1 "$GATEWAY_BIN" --confi
 GATEWAY_PID=$!
 wait_ready "Portcullis" "$GATEWAY_PID" "http://127.0.0.1:$ADMIN_PORT/readyz" "$LOG_DIR/portcullis.log" 30
 
+if [ -n "${DEMO_ADMIN_EMAILS:-}" ]; then
+  ADMINS="now: $DEMO_ADMIN_EMAILS"
+else
+  ADMINS="none now"
+fi
+
 cat <<EOT
+
+  ┌──────────────────────────────────────────────────────────────────────────┐
+    Open $WEB_URL in your browser
+    sign up, then add, edit, complete and delete your tasks.
+  └──────────────────────────────────────────────────────────────────────────┘
 
   Portcullis demo is running (ready in $((SECONDS - started_at))s). Ctrl-C stops everything.
 
-  Web app (sign up / sign in, see your JWT)  $WEB_URL
-  Gateway (send requests here)               $GATEWAY_URL/api/tasks
+  Web app (sign in, your tasks, your JWT)    $WEB_URL
+  Gateway (every task call goes here)        $GATEWAY_URL/api/tasks
   Gateway admin                              http://127.0.0.1:$ADMIN_PORT/readyz
   Task service (loopback only, no auth!)     http://127.0.0.1:$TASKS_PORT
-  Logs                                       ${LOG_DIR#"$REPO_ROOT"/}/{web,tasks,portcullis}.log
+  Logs (previous run: *.log.1)               ${LOG_DIR#"$REPO_ROOT"/}/{web,tasks,portcullis}.log
 
-  Walk-through (in another terminal):
+  Admins ($ADMINS): accounts whose email is in DEMO_ADMIN_EMAILS get Better Auth's
+  admin role and see the Admin panel; the gateway lets only them reach /api/admin:
+    DEMO_ADMIN_EMAILS=demo@example.com deploy/demo/run.sh
+  (an account that already exists becomes an admin when the demo starts with it listed).
 
-  # 1. Sign up; the session cookie lands in a cookie jar
-  curl -s -c /tmp/portcullis-demo.cookies $WEB_URL/api/auth/sign-up/email \\
-    -H 'content-type: application/json' \\
-    -d '{"name":"Demo User","email":"demo@example.com","password":"correct-horse-battery"}'
-  #    (already signed up? use $WEB_URL/api/auth/sign-in/email with email and password)
+  Walk-through with curl (in another terminal; every step can be run again):
 
-  # 2. Exchange the session for a short-lived JWT
-  JWT=\$(curl -s -b /tmp/portcullis-demo.cookies $WEB_URL/api/auth/token \\
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  WEB=$WEB_URL GW=$GATEWAY_URL
 
-  # 3. Create a task and list your tasks through the gateway
-  curl -s $GATEWAY_URL/api/tasks -H "Authorization: Bearer \$JWT" \\
-    -H 'content-type: application/json' -d '{"title":"Try Portcullis"}'
-  curl -s $GATEWAY_URL/api/tasks -H "Authorization: Bearer \$JWT"
+  # 1. Sign up, or sign in if the account exists; the session cookie goes to a cookie jar
+  curl -fs -o /dev/null -c /tmp/portcullis-demo.cookies \$WEB/api/auth/sign-up/email -H 'content-type: application/json' \\
+    -d '{"name":"Demo User","email":"demo@example.com","password":"correct-horse-battery"}' ||
+  curl -fsS -o /dev/null -c /tmp/portcullis-demo.cookies \$WEB/api/auth/sign-in/email -H 'content-type: application/json' \\
+    -d '{"email":"demo@example.com","password":"correct-horse-battery"}' && echo "signed in"
 
-  # 4. No token, or a forged identity header: refused before the task service sees it
-  curl -si $GATEWAY_URL/api/tasks -H 'X-User-Id: someone-else'
+  # 2. Exchange the session for a short-lived JWT (run again when it expires)
+  JWT=\$(curl -fsS -b /tmp/portcullis-demo.cookies \$WEB/api/auth/token | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  [ -n "\$JWT" ] && echo "got a JWT" || echo "no JWT: run step 1 first"
+
+  # 3. Create a task, list your tasks, complete the task (all through the gateway)
+  TASK=\$(curl -fsS \$GW/api/tasks -H "Authorization: Bearer \$JWT" -H 'content-type: application/json' \\
+    -d '{"title":"Try Portcullis"}' | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); echo "created task \$TASK"
+  curl -s \$GW/api/tasks -H "Authorization: Bearer \$JWT"; echo
+  curl -s -X PATCH \$GW/api/tasks/\$TASK -H "Authorization: Bearer \$JWT" -H 'content-type: application/json' \\
+    -d '{"completed":true}'; echo
+
+  # 4. A second user sees none of it: their list is empty, the task is 404 for them
+  curl -fs -o /dev/null -c /tmp/portcullis-demo-2.cookies \$WEB/api/auth/sign-up/email -H 'content-type: application/json' \\
+    -d '{"name":"Second User","email":"second@example.com","password":"correct-horse-battery"}' ||
+  curl -fsS -o /dev/null -c /tmp/portcullis-demo-2.cookies \$WEB/api/auth/sign-in/email -H 'content-type: application/json' \\
+    -d '{"email":"second@example.com","password":"correct-horse-battery"}'
+  JWT2=\$(curl -fsS -b /tmp/portcullis-demo-2.cookies \$WEB/api/auth/token | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  curl -s \$GW/api/tasks -H "Authorization: Bearer \$JWT2"; echo                             # []
+  curl -s -o /dev/null -w '%{http_code}\n' \$GW/api/tasks/\$TASK -H "Authorization: Bearer \$JWT2"   # 404
+  curl -s -o /dev/null -w '%{http_code}\n' -X DELETE \$GW/api/tasks/\$TASK -H "Authorization: Bearer \$JWT2"   # 404
+
+  # 5. The owner deletes the task
+  curl -s -o /dev/null -w '%{http_code}\n' -X DELETE \$GW/api/tasks/\$TASK -H "Authorization: Bearer \$JWT"    # 204
+
+  # 6. Refused at the gateway, never reaching the task service
+  curl -s \$GW/api/tasks; echo                                            # no token: 401
+  curl -s \$GW/api/tasks -H 'X-User-Id: someone-else'; echo               # forged identity: 401
+  curl -s \$GW/api/admin/stats -H "Authorization: Bearer \$JWT2"; echo    # not an admin: 403 insufficient_scope
+  #    demo@example.com listed in DEMO_ADMIN_EMAILS? Then step 2 again, and \$JWT gets the counts:
+  curl -s \$GW/api/admin/stats -H "Authorization: Bearer \$JWT"; echo
 
 EOT
 

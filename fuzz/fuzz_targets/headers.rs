@@ -5,8 +5,9 @@
 //! override header (`X-Original-URL`, `Remote-User`, ...); no hop-by-hop header, no
 //! `HTTP2-Settings`, and no `Upgrade` but the WebSocket one the route allowed; nothing a
 //! `Connection` header named, except what the gateway itself sets afterwards; one
-//! `Cookie` at most; no `Authorization` the gateway did not verify; and an
-//! `X-Forwarded-For` that a direct client cannot choose.
+//! `Cookie` at most, holding none of the dropped cookies (in any case, with or without
+//! `__Secure-`, whole or as chunks); no `Authorization` the gateway did not verify; and
+//! an `X-Forwarded-For` that a direct client cannot choose.
 //!
 //! The input is a flags byte, then a header block: lines of `name: value` (split at the
 //! first `:`).
@@ -19,6 +20,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use portcullis::internals::{IdentityHeaders, OVERRIDE_HEADERS, Outbound, rewrite_request};
 
+/// The auth server's cookies, dropped when flag 64 is set.
+const DROP: [&str; 2] = ["better-auth.session_token", "better-auth.session_data"];
 const IDENTITY: [&str; 3] = ["x-user-id", "x-user-email", "x-auth.roles"];
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -90,6 +93,7 @@ fuzz_target!(|data: &[u8]| {
         HeaderValue::from_static("alice@example.com"),
     )];
     let websocket = HeaderValue::from_static("websocket");
+    let drop: Vec<String> = DROP.iter().map(|n| (*n).to_owned()).collect();
     let verified = flags & 1 != 0;
     let out = Outbound {
         peer: "192.0.2.1".parse().unwrap(),
@@ -102,6 +106,7 @@ fuzz_target!(|data: &[u8]| {
         user: verified.then_some((&user_header, &user_value)),
         claims: if verified { &claims } else { &[] },
         upgrade: (flags & 32 != 0).then_some(&websocket),
+        drop_cookies: if flags & 64 != 0 { &drop } else { &[] },
     };
     rewrite_request(&mut headers, &STRIPPED, &out);
 
@@ -134,6 +139,20 @@ fuzz_target!(|data: &[u8]| {
         assert!(te.as_bytes().eq_ignore_ascii_case(b"trailers"));
     }
     assert!(headers.get_all(http::header::COOKIE).iter().count() <= 1);
+    if let Some(cookie) = headers.get(http::header::COOKIE) {
+        for pair in cookie.as_bytes().split(|&b| b == b';') {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase();
+            let name = name.strip_prefix("__secure-").unwrap_or(&name);
+            for d in out.drop_cookies {
+                let rest = name.strip_prefix(d.as_str());
+                let chunk = rest
+                    .and_then(|r| r.strip_prefix('.'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                assert!(rest != Some("") && !chunk, "{name} survived");
+            }
+        }
+    }
     if !out.keep_authorization {
         assert!(!headers.contains_key(http::header::AUTHORIZATION));
     }

@@ -15,7 +15,8 @@ use http::{HeaderName, Method};
 
 use crate::alg::Alg;
 use crate::cors::CorsPolicy;
-pub use raw::AuthMode;
+pub use crate::jwks::{JwksConfig, JwksLocation};
+pub use raw::{AuthMode, TokenSource};
 
 /// The validated configuration of one gateway instance.
 #[derive(Debug, Clone)]
@@ -27,6 +28,7 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// `[redis]`: the store every replica shares (rate limits with `store = "redis"`).
     pub redis: Option<RedisConfig>,
+    pub cookies: CookieConfig,
     /// The folder relative paths in the file resolve against.
     pub base_dir: PathBuf,
 }
@@ -112,44 +114,6 @@ pub enum KeySource {
     Secret(SharedSecret),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksConfig {
-    pub location: JwksLocation,
-    /// `insecure_allow_http_jwks`: plain http to a host that is not loopback. Also
-    /// applies to the `jwks_uri` a discovery document names.
-    pub insecure_allow_http: bool,
-    pub refresh_interval: Duration,
-    /// Least gap between two refetches triggered by an unknown `kid`.
-    pub refresh_cooldown: Duration,
-    pub fetch_timeout: Duration,
-    /// How long the last good key set may serve while every refresh fails; past it the
-    /// provider fails closed (503) until a fetch succeeds.
-    pub max_stale: Duration,
-}
-
-/// Where a fetched key set comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksLocation {
-    /// `jwks_url`: the JWKS itself.
-    Url(reqwest::Url),
-    /// `discovery = true` or `discovery_url`: the issuer's OpenID Provider metadata, whose
-    /// `issuer` must equal `issuer` exactly and whose `jwks_uri` names the JWKS. Read
-    /// again before every key fetch, so a moved `jwks_uri` is followed.
-    Discovery {
-        document: reqwest::Url,
-        issuer: String,
-    },
-}
-
-impl fmt::Display for JwksLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JwksLocation::Url(u) => write!(f, "JWKS {u}"),
-            JwksLocation::Discovery { document, .. } => write!(f, "OIDC discovery {document}"),
-        }
-    }
-}
-
 /// A key set from the config itself, already parsed and checked like a fetched one.
 #[derive(Debug, Clone)]
 pub struct StaticKeys {
@@ -204,6 +168,11 @@ pub struct RouteConfig {
     pub rate_limits: Vec<RateLimitConfig>,
     /// Whether allowed requests carry `RateLimit-Policy` and `RateLimit` (a 429 always does).
     pub rate_limit_headers: bool,
+    /// Where the token is taken from, in this order: the first one present is the
+    /// credential, and a bad one is a 401 (the next is never tried).
+    pub token_sources: Vec<TokenSource>,
+    /// The route is the auth server (Better Auth) itself: `[cookies] strip` does not apply.
+    pub auth_server: bool,
 }
 
 /// One `rate_limits` entry: at most `requests` per `period` per key, sustained, and up
@@ -287,6 +256,18 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .finish()
     }
+}
+
+/// `[cookies]`, validated.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Better Auth's session-cache cookie, without `__Secure-` and without chunk suffix.
+    pub session_cookie: String,
+    /// Removed from requests to routes that are not `auth_server`, each also with the
+    /// `__Secure-` prefix and as chunks (`NAME.0`, `NAME.1`, ...).
+    pub strip: Vec<String>,
+    /// ASCII-serialized origins a cookie-authenticated unsafe request may come from.
+    pub trusted_origins: Vec<String>,
 }
 
 /// Where a route forwards to: `http://host:port` plus an optional base path that is
@@ -501,6 +482,21 @@ impl Config {
                     humantime::format_duration(l.period),
                     l.burst
                 );
+            }
+            if r.token_sources != [TokenSource::Authorization] && r.auth != AuthMode::Public {
+                let sources: Vec<&str> = r
+                    .token_sources
+                    .iter()
+                    .map(|t| match t {
+                        TokenSource::Authorization => "authorization",
+                        TokenSource::SessionCookie => "session cookie",
+                        TokenSource::Cookie(name) => name,
+                    })
+                    .collect();
+                let _ = write!(s, ", tokens from {}", sources.join(" then "));
+            }
+            if r.auth_server {
+                let _ = write!(s, ", auth server: cookies pass");
             }
             let _ = writeln!(s, ")");
         }

@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub redis: Option<RawRedis>,
     #[serde(default)]
     pub revocation: RawRevocation,
+    pub cookies: Option<RawCookies>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +50,29 @@ pub(crate) struct RawRateLimit {
     pub burst: Option<Spanned<u32>>,
     pub store: Option<Spanned<crate::config::LimitStore>>,
     pub on_store_error: Option<crate::config::OnStoreError>,
+}
+
+/// `[cookies]`: the Better Auth session cookie, the cookies kept from backends, and the
+/// origins a cookie-authenticated request that changes state may come from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCookies {
+    pub session_cookie: Option<Spanned<String>>,
+    pub strip: Option<Spanned<Vec<String>>>,
+    pub trusted_origins: Option<Spanned<Vec<String>>>,
+}
+
+/// Where a route takes its token from; `token_sources` lists them in the order tried.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `Authorization: Bearer <JWT>`.
+    Authorization,
+    /// Better Auth's signed session cookie (`[cookies] session_cookie`), checked as a
+    /// session-cache JWT, never as a bearer token.
+    SessionCookie,
+    /// A cookie of this name holding a bearer JWT, checked like the header's.
+    Cookie(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +165,8 @@ pub(crate) struct RawRoute {
     pub cors: Option<RawCors>,
     pub rate_limits: Option<Vec<RawRateLimit>>,
     pub rate_limit_headers: Option<bool>,
+    pub token_sources: Option<Spanned<Vec<TokenSource>>>,
+    pub auth_server: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -119,56 +119,7 @@ impl Key {
         {
             return Err(SkipReason::NotForSignatures);
         }
-        let b64 = |v: &Option<String>| -> Result<Vec<u8>, SkipReason> {
-            let v = v.as_deref().ok_or(SkipReason::BadMember)?;
-            JWK_B64.decode(v).map_err(|_| SkipReason::BadMember)
-        };
-
-        let (candidates, material): (Vec<Alg>, Vec<u8>) = match jwk.kty.as_str() {
-            "OKP" => match jwk.crv.as_deref() {
-                Some("Ed25519") => {
-                    let x = b64(&jwk.x)?;
-                    let x: [u8; 32] = x.try_into().map_err(|_| SkipReason::BadMember)?;
-                    if !strong_ed25519(&x) {
-                        return Err(SkipReason::WeakEd25519);
-                    }
-                    (vec![Alg::EdDSA], x.to_vec())
-                }
-                other => return Err(SkipReason::UnsupportedCurve(other.unwrap_or("").into())),
-            },
-            "EC" => {
-                let (alg, len) = match jwk.crv.as_deref() {
-                    Some("P-256") => (Alg::ES256, 32),
-                    Some("P-521") => (Alg::ES512, 66),
-                    other => {
-                        return Err(SkipReason::UnsupportedCurve(other.unwrap_or("").into()));
-                    }
-                };
-                let (x, y) = (b64(&jwk.x)?, b64(&jwk.y)?);
-                if x.len() != len || y.len() != len {
-                    return Err(SkipReason::BadMember);
-                }
-                let mut point = Vec::with_capacity(1 + 2 * len);
-                point.push(4);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                (vec![alg], point)
-            }
-            "RSA" => {
-                let (n, e) = (b64(&jwk.n)?, b64(&jwk.e)?);
-                let significant = n.iter().skip_while(|&&b| b == 0).count();
-                if significant < 256 {
-                    return Err(SkipReason::WeakRsa);
-                }
-                let mut material = Vec::with_capacity(n.len() + e.len() + 8);
-                material.extend_from_slice(&(n.len() as u32).to_be_bytes());
-                material.extend_from_slice(&n);
-                material.extend_from_slice(&e);
-                (vec![Alg::RS256, Alg::PS256], material)
-            }
-            "oct" => return Err(SkipReason::Symmetric),
-            other => return Err(SkipReason::UnsupportedType(other.into())),
-        };
+        let (candidates, material) = Material::of(&jwk)?;
 
         // The JWK's own `alg` narrows what the key may be used for (RFC 7517 §4.4).
         let algs: Vec<Alg> = candidates
@@ -185,41 +136,106 @@ impl Key {
             return Err(SkipReason::AlgorithmNotAllowed);
         }
 
-        let mut verifiers = Vec::with_capacity(algs.len());
-        for alg in algs {
-            let parsed = match alg {
-                Alg::EdDSA => ParsedPublicKey::new(&signature::ED25519, &material),
-                Alg::ES256 => ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &material),
-                Alg::ES512 => ParsedPublicKey::new(&signature::ECDSA_P521_SHA512_FIXED, &material),
-                Alg::RS256 | Alg::PS256 => {
-                    let n_len =
-                        u32::from_be_bytes(material[..4].try_into().expect("4 bytes")) as usize;
-                    let comps = RsaPublicKeyComponents {
-                        n: &material[4..4 + n_len],
-                        e: &material[4 + n_len..],
-                    };
-                    if alg == Alg::RS256 {
-                        comps.to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
-                    } else {
-                        comps.to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256)
-                    }
-                }
-                Alg::HS256 => unreachable!("HS256 is never a JWK candidate"),
-            }
-            .map_err(|_| SkipReason::Rejected)?;
-            verifiers.push((alg, parsed));
-        }
+        let verifiers = algs
+            .into_iter()
+            .map(|alg| Ok((alg, material.verifier(alg)?)))
+            .collect::<Result<Vec<_>, SkipReason>>()?;
 
         let mut fingerprint = jwk.kty.into_bytes();
         fingerprint.push(0);
         fingerprint.extend_from_slice(jwk.alg.as_deref().unwrap_or("").as_bytes());
         fingerprint.push(0);
-        fingerprint.extend_from_slice(&material);
+        material.fingerprint(&mut fingerprint);
         Ok(Key {
             kid: jwk.kid.map(String::into_boxed_str),
             fingerprint: fingerprint.into_boxed_slice(),
             verifiers,
         })
+    }
+}
+
+/// The public key material of one JWK, in the form its verifier takes.
+enum Material {
+    /// Ed25519's `x`, or an uncompressed EC point (`04 || x || y`).
+    Point(Vec<u8>),
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+}
+
+impl Material {
+    /// The material of a JWK and the algorithms its type and curve allow. Weak keys
+    /// (small-order Ed25519 points, RSA moduli under 2048 bits) never get this far.
+    fn of(jwk: &RawJwk) -> Result<(Vec<Alg>, Material), SkipReason> {
+        let b64 = |v: &Option<String>| -> Result<Vec<u8>, SkipReason> {
+            let v = v.as_deref().ok_or(SkipReason::BadMember)?;
+            JWK_B64.decode(v).map_err(|_| SkipReason::BadMember)
+        };
+        let unsupported =
+            |crv: Option<&str>| SkipReason::UnsupportedCurve(crv.unwrap_or("").into());
+        match jwk.kty.as_str() {
+            "OKP" if jwk.crv.as_deref() == Some("Ed25519") => {
+                let x: [u8; 32] = b64(&jwk.x)?.try_into().map_err(|_| SkipReason::BadMember)?;
+                if !strong_ed25519(&x) {
+                    return Err(SkipReason::WeakEd25519);
+                }
+                Ok((vec![Alg::EdDSA], Material::Point(x.to_vec())))
+            }
+            "OKP" => Err(unsupported(jwk.crv.as_deref())),
+            "EC" => {
+                let (alg, len) = match jwk.crv.as_deref() {
+                    Some("P-256") => (Alg::ES256, 32),
+                    Some("P-521") => (Alg::ES512, 66),
+                    other => return Err(unsupported(other)),
+                };
+                let (x, y) = (b64(&jwk.x)?, b64(&jwk.y)?);
+                if x.len() != len || y.len() != len {
+                    return Err(SkipReason::BadMember);
+                }
+                Ok((vec![alg], Material::Point([&[4][..], &x, &y].concat())))
+            }
+            "RSA" => {
+                let (n, e) = (b64(&jwk.n)?, b64(&jwk.e)?);
+                if n.iter().skip_while(|&&b| b == 0).count() < 256 {
+                    return Err(SkipReason::WeakRsa);
+                }
+                Ok((vec![Alg::RS256, Alg::PS256], Material::Rsa { n, e }))
+            }
+            "oct" => Err(SkipReason::Symmetric),
+            other => Err(SkipReason::UnsupportedType(other.into())),
+        }
+    }
+
+    /// The parsed key that checks `alg` signatures; aws-lc validates the material here
+    /// (an EC point off its curve is rejected).
+    fn verifier(&self, alg: Alg) -> Result<ParsedPublicKey, SkipReason> {
+        match (self, alg) {
+            (Material::Point(p), Alg::EdDSA) => ParsedPublicKey::new(&signature::ED25519, p),
+            (Material::Point(p), Alg::ES256) => {
+                ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, p)
+            }
+            (Material::Point(p), Alg::ES512) => {
+                ParsedPublicKey::new(&signature::ECDSA_P521_SHA512_FIXED, p)
+            }
+            (Material::Rsa { n, e }, Alg::RS256) => RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256),
+            (Material::Rsa { n, e }, Alg::PS256) => RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256),
+            _ => return Err(SkipReason::AlgorithmNotAllowed),
+        }
+        .map_err(|_| SkipReason::Rejected)
+    }
+
+    fn fingerprint(&self, out: &mut Vec<u8>) {
+        match self {
+            Material::Point(p) => out.extend_from_slice(p),
+            Material::Rsa { n, e } => {
+                out.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                out.extend_from_slice(n);
+                out.extend_from_slice(e);
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod discovery;
 mod fetch;
 mod key;
+mod settings;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 pub use discovery::document_url;
 pub use fetch::{client, transport_problem};
 pub use key::{Key, KeySet};
+pub use settings::{JwksConfig, JwksLocation};
 
 use crate::alg::Alg;
-use crate::config::{JwksConfig, JwksLocation};
 use crate::metrics::Metrics;
 
 /// Never refresh more often than this on the issuer's `max-age` say-so.

@@ -1,38 +1,13 @@
 from __future__ import annotations
 
-import atexit
 from pathlib import Path
 
 import pytest
 
-from stack import ALGORITHMS, WEB_DIR, Process, gateway_bin, sign_up, start_stack, start_web, wait_http_ok
+from stack import ALGORITHMS, sign_up, start_stack, start_web, wait_http_ok
 
-atexit.register(Process.stop_all)
-
-
-def pytest_sessionstart(session):
-    problems = []
-    try:
-        gateway_bin()
-    except RuntimeError as err:
-        problems.append(str(err))
-    if not (WEB_DIR / ".next" / "BUILD_ID").is_file():
-        problems.append(f"no production build in {WEB_DIR / '.next'} (run scripts/demo-setup.sh)")
-    if problems:
-        pytest.exit("e2e prerequisites missing:\n  " + "\n  ".join(problems), returncode=2)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    Process.stop_all()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for proc in Process.live:
-            report.sections.append((f"log tail of {proc.name}", proc.log_tail(30)))
+# Imported by name so pytest runs them as this suite's own hooks.
+from session_hooks import pytest_runtest_makereport, pytest_sessionfinish, pytest_sessionstart  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

@@ -181,14 +181,19 @@ def start_web(
     grace_period: int | None = None,
     issuer: str | None = None,
     audience: str | None = None,
+    public_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> WebApp:
+    """`public_url`: where browsers reach the app (the gateway's URL in edge mode);
+    defaults to the app's own address."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **_base_env(),
+        **(extra_env or {}),
         "NODE_ENV": "production",
         "NEXT_TELEMETRY_DISABLED": "1",
-        "BETTER_AUTH_URL": url,
+        "BETTER_AUTH_URL": public_url or url,
         "BETTER_AUTH_SECRET": secrets.token_urlsafe(32),
         "DATABASE_URL": f"file:{workdir / f'{name}-auth.db'}",
         "JWT_ALG": alg,
@@ -293,6 +298,54 @@ claim_headers = {{ email = "X-User-Email" }}
 """
 
 
+def edge_gateway_config(*, listen_port: int, admin_port: int, web: WebApp, tasks: TaskService) -> str:
+    """Edge mode (config/edge.toml's shape): the gateway is the only origin the client
+    sees; Better Auth's signed session cookie is the credential on /api/tasks."""
+    public = f"http://127.0.0.1:{listen_port}"
+    return f"""\
+[server]
+listen = "127.0.0.1:{listen_port}"
+admin_listen = "127.0.0.1:{admin_port}"
+upstream_timeout = "10s"
+
+[[providers]]
+name = "better-auth"
+issuer = "{public}"
+jwks_url = "{web.jwks_url}"
+audiences = ["{public}"]
+leeway = "1s"
+refresh_cooldown = "1s"
+
+[cookies]
+trusted_origins = ["{public}"]
+
+[[routes]]
+name = "tasks"
+prefix = "/api/tasks"
+upstream = "{tasks.url}"
+auth = "required"
+token_sources = ["authorization", "session_cookie"]
+
+[[routes]]
+name = "auth"
+prefix = "/api/auth"
+upstream = "{web.url}"
+auth = "public"
+auth_server = true
+
+[[routes]]
+name = "web"
+prefix = "/"
+upstream = "{web.url}"
+auth = "public"
+auth_server = true
+
+[identity]
+user_id_header = "X-User-Id"
+claim_headers = {{ email = "X-User-Email" }}
+"""
+
+
 def start_gateway(
     workdir: Path,
     *,
@@ -301,11 +354,16 @@ def start_gateway(
     tasks: TaskService,
     leeway: str = "1s",
     refresh_cooldown: str = "1s",
+    edge_ports: tuple[int, int] | None = None,
 ) -> Gateway:
-    listen_port, admin_port = free_port(), free_port()
+    """`edge_ports`: the (listen, admin) ports of an edge-mode gateway, picked before
+    the web app started (it must know its public URL)."""
+    listen_port, admin_port = edge_ports or (free_port(), free_port())
     config_path = workdir / f"{name}-portcullis.toml"
-    config_path.write_text(
-        gateway_config(
+    if edge_ports:
+        config_text = edge_gateway_config(listen_port=listen_port, admin_port=admin_port, web=web, tasks=tasks)
+    else:
+        config_text = gateway_config(
             listen_port=listen_port,
             admin_port=admin_port,
             web=web,
@@ -313,7 +371,7 @@ def start_gateway(
             leeway=leeway,
             refresh_cooldown=refresh_cooldown,
         )
-    )
+    config_path.write_text(config_text)
     # Logs go to a file: no colour codes.
     env = {**_base_env(), "RUST_LOG": os.environ.get("RUST_LOG", "info"), "NO_COLOR": "1"}
     proc = Process(
@@ -356,10 +414,22 @@ def start_stack(
     name: str,
     leeway: str = "1s",
     refresh_cooldown: str = "1s",
+    edge_cookie_max_age: int | None = None,
     **web_options: Any,
 ) -> Stack:
+    """`edge_cookie_max_age`: start in edge mode (the gateway in front of both the web
+    app and the task service; the web app signs a session cookie cache of this many
+    seconds with its JWT keys)."""
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[Process] = []
+    edge_ports = None
+    if edge_cookie_max_age is not None:
+        edge_ports = (free_port(), free_port())
+        web_options["public_url"] = f"http://127.0.0.1:{edge_ports[0]}"
+        web_options["extra_env"] = {
+            "SESSION_COOKIE_CACHE": "jwt",
+            "SESSION_COOKIE_MAX_AGE": str(edge_cookie_max_age),
+        }
     try:
         web = start_web(workdir, name=name, **web_options)
         started.append(web.proc)
@@ -368,7 +438,13 @@ def start_stack(
         wait_http_ok(f"{web.url}/api/health", proc=web.proc, timeout=60)
         wait_http_ok(f"{tasks.url}/healthz", proc=tasks.proc, timeout=30)
         gateway = start_gateway(
-            workdir, name=name, web=web, tasks=tasks, leeway=leeway, refresh_cooldown=refresh_cooldown
+            workdir,
+            name=name,
+            web=web,
+            tasks=tasks,
+            leeway=leeway,
+            refresh_cooldown=refresh_cooldown,
+            edge_ports=edge_ports,
         )
         started.append(gateway.proc)
         wait_http_ok(f"{gateway.admin_url}/readyz", proc=gateway.proc, timeout=30)

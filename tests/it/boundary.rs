@@ -375,6 +375,9 @@ async fn override_headers_are_stripped_in_every_spelling_on_every_route() {
         ("Remote-User", "admin"),
         ("remote_user", "admin"),
         ("X-Remote-User", "admin"),
+        ("X-Forwarded-Ssl", "on"),
+        ("x_forwarded_port", "443"),
+        ("X-Forwarded-Prefix", "/admin"),
         ("X-Kept", "1"),
     ];
     let resp = send_raw(f.gw.addr, &raw_get("/public/x", &sent)).await;

@@ -436,6 +436,8 @@ async fn forwarding_headers_describe_the_client_and_keep_the_host() {
         Some("203.0.113.7, 198.51.100.1, 192.0.2.9, 127.0.0.1")
     );
     assert_eq!(seen.one("x-real-ip"), Some("192.0.2.9"));
+    // A trusted proxy that terminated TLS says so, and is believed.
+    assert_eq!(seen.one("x-forwarded-proto"), Some("https"));
 }
 
 #[tokio::test]

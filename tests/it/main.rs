@@ -18,5 +18,6 @@ mod protocols;
 mod providers;
 mod ratelimit;
 mod revoke;
+mod session;
 mod slots;
 mod trailers;

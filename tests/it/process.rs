@@ -72,7 +72,11 @@ fn check(config: &Path) -> Output {
 
 #[test]
 fn check_accepts_the_shipped_configs_and_lists_providers_and_routes() {
-    for file in ["config/portcullis.example.toml", "config/portcullis.toml"] {
+    for file in [
+        "config/portcullis.example.toml",
+        "config/portcullis.toml",
+        "config/edge.toml",
+    ] {
         let path = manifest_dir().join(file);
         let config = portcullis::Config::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(

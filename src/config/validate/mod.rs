@@ -19,6 +19,7 @@ use super::{
 };
 use crate::headers;
 
+mod cookies;
 mod document;
 mod providers;
 mod routes;
@@ -155,6 +156,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
     let identity = identity(&mut ctx, &raw.identity);
     let revocation = revocation(&mut ctx, &raw.revocation, &providers);
+    let cookies = cookies::cookies(&mut ctx, raw.cookies.as_ref());
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
     let redis = raw.redis.as_ref().and_then(|r| redis(&mut ctx, r));
     let routes = routes::routes(
@@ -178,6 +180,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             identity,
             revocation,
             redis,
+            cookies,
             base_dir: base_dir.to_owned(),
         })
     } else {

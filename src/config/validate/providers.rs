@@ -165,47 +165,11 @@ fn key_source(
         return Some(KeySource::Jwks(jwks(ctx, raw, i, location)));
     }
     if let Some(flag) = discovery {
-        let issuer = raw.issuer.get_ref();
-        let Some(document) = discovery_document(issuer) else {
-            ctx.problem(
-                Some(flag.span()),
-                key("discovery"),
-                format!("the issuer `{issuer}` is not an http(s) URL to discover from; set discovery_url, or jwks_url"),
-            );
-            return None;
-        };
-        if let Some(why) = transport_problem(&document, allow_http) {
-            ctx.problem(
-                Some(raw.issuer.span()),
-                key("issuer"),
-                format!("discovery from {document}: {why}"),
-            );
-            return None;
-        }
-        let location = JwksLocation::Discovery {
-            document,
-            issuer: issuer.clone(),
-        };
+        let location = issuer_discovery(ctx, raw, flag, &key, allow_http)?;
         return Some(KeySource::Jwks(jwks(ctx, raw, i, location)));
     }
     if let Some(file) = &raw.jwks_file {
-        let path = resolve(base_dir, file.get_ref());
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                ctx.problem(
-                    Some(file.span()),
-                    key("jwks_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                return None;
-            }
-        };
-        let set = static_keys(ctx, &text, file.span(), &key("jwks_file"), algorithms)?;
-        return Some(KeySource::Static(StaticKeys {
-            file: Some(path),
-            set,
-        }));
+        return file_keys(ctx, file, &key("jwks_file"), base_dir, algorithms);
     }
     if let Some(inline) = &raw.jwks {
         let set = static_keys(
@@ -222,6 +186,65 @@ fn key_source(
         .as_ref()
         .expect("exactly one key source is set");
     secret(ctx, env, i).map(KeySource::Secret)
+}
+
+/// `discovery = true`: the issuer's own discovery document, which must be reachable
+/// the way a JWKS must (https, or http to loopback).
+fn issuer_discovery(
+    ctx: &mut Ctx<'_>,
+    raw: &RawProvider,
+    flag: &Spanned<bool>,
+    key: &dyn Fn(&str) -> String,
+    allow_http: bool,
+) -> Option<JwksLocation> {
+    let issuer = raw.issuer.get_ref();
+    let Some(document) = discovery_document(issuer) else {
+        ctx.problem(
+            Some(flag.span()),
+            key("discovery"),
+            format!("the issuer `{issuer}` is not an http(s) URL to discover from; set discovery_url, or jwks_url"),
+        );
+        return None;
+    };
+    if let Some(why) = transport_problem(&document, allow_http) {
+        ctx.problem(
+            Some(raw.issuer.span()),
+            key("issuer"),
+            format!("discovery from {document}: {why}"),
+        );
+        return None;
+    }
+    Some(JwksLocation::Discovery {
+        document,
+        issuer: issuer.clone(),
+    })
+}
+
+/// `jwks_file`: read now (and on every reload), checked like a fetched JWKS.
+fn file_keys(
+    ctx: &mut Ctx<'_>,
+    file: &Spanned<String>,
+    key: &str,
+    base_dir: &Path,
+    algorithms: &[Alg],
+) -> Option<KeySource> {
+    let path = resolve(base_dir, file.get_ref());
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.problem(
+                Some(file.span()),
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    let set = static_keys(ctx, &text, file.span(), key, algorithms)?;
+    Some(KeySource::Static(StaticKeys {
+        file: Some(path),
+        set,
+    }))
 }
 
 /// `{issuer}/.well-known/openid-configuration`, for an issuer that is an http(s) URL.

@@ -1,6 +1,7 @@
 //! `[[routes]]`: prefixes, upstreams (and how to reach them) and CORS policies.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use http::{HeaderName, Method};
 use toml::Spanned;
 
 use super::{Ctx, resolve};
-use crate::config::raw::{AuthMode, RawCors, RawRateLimit, RawRoute};
+use crate::config::raw::{AuthMode, RawCors, RawRateLimit, RawRoute, RawUpstreamTls};
 use crate::config::{
     LimitKey, LimitStore, ProviderConfig, RateLimitConfig, RouteConfig, Upstream, UpstreamProtocol,
     UpstreamTls,
@@ -26,7 +27,6 @@ pub(super) fn routes(
     global_cors: Option<&Arc<CorsPolicy>>,
     has_redis: bool,
 ) -> Vec<RouteConfig> {
-    let provider_names: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     let mut names = HashSet::new();
     let mut prefixes = HashSet::new();
     let mut out = Vec::with_capacity(raws.len());
@@ -34,36 +34,7 @@ pub(super) fn routes(
         let key = |k: &str| format!("routes[{i}].{k}");
         let name = ctx.unique_name(&raw.name, key("name"), "route", &mut names);
 
-        let prefix = raw.prefix.get_ref();
-        let canonical = match path::normalize(prefix) {
-            Ok(p)
-                if !p.has_params()
-                    && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
-            {
-                let trimmed = p.as_str().trim_end_matches('/');
-                Some(if trimmed.is_empty() {
-                    "/".to_owned()
-                } else {
-                    trimmed.to_owned()
-                })
-            }
-            _ => None,
-        };
-        let shape = prefix_shape(prefix);
-        if let Some(reason) = &shape {
-            ctx.problem(Some(raw.prefix.span()), key("prefix"), reason.clone());
-        }
-        let canonical = canonical.unwrap_or_else(|| {
-            if shape.is_some() {
-                return prefix.clone();
-            }
-            ctx.problem(
-                Some(raw.prefix.span()),
-                key("prefix"),
-                format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
-            );
-            prefix.clone()
-        });
+        let canonical = prefix(ctx, raw, &key("prefix"));
         if !prefixes.insert(canonical.clone()) {
             ctx.problem(
                 Some(raw.prefix.span()),
@@ -75,89 +46,11 @@ pub(super) fn routes(
         let upstream = upstream(ctx, raw, &key("upstream"), base_dir);
         let auth = raw.auth.unwrap_or(AuthMode::Required);
 
-        let methods = raw.methods.as_ref().map(|list| {
-            let mut out = Vec::new();
-            for m in list.get_ref() {
-                match Method::from_bytes(m.as_bytes()) {
-                    Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
-                    _ => ctx.problem(
-                        Some(list.span()),
-                        key("methods"),
-                        format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
-                    ),
-                }
-            }
-            out
-        });
-
-        let scopes = raw.scopes.clone().unwrap_or_default();
-        let roles = raw.roles.clone().unwrap_or_default();
-        if scopes
-            .iter()
-            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
-        {
-            ctx.problem(
-                Some(raw.name.span()),
-                key("scopes"),
-                "a scope is one non-empty word",
-            );
-        }
-        if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
-            ctx.problem(
-                Some(raw.name.span()),
-                key("roles"),
-                "a role is non-empty and has no comma",
-            );
-        }
-        let route_providers = raw.providers.as_ref().map(|list| {
-            for p in list.get_ref() {
-                if !provider_names.contains(p.as_str()) {
-                    ctx.problem(
-                        Some(list.span()),
-                        key("providers"),
-                        format!("no provider is named `{p}`"),
-                    );
-                }
-            }
-            list.get_ref().clone()
-        });
-
-        match auth {
-            AuthMode::Public => {
-                if !scopes.is_empty() || !roles.is_empty() || route_providers.is_some() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "a public route cannot require scopes, roles or providers",
-                    );
-                }
-            }
-            AuthMode::Optional => {
-                if !scopes.is_empty() || !roles.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
-                    );
-                }
-                if providers.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "needs at least one [[providers]]",
-                    );
-                }
-            }
-            AuthMode::Required => {
-                if providers.is_empty() {
-                    ctx.problem(
-                        Some(raw.name.span()),
-                        key("auth"),
-                        "needs at least one [[providers]]",
-                    );
-                }
-            }
-        }
+        let methods = raw
+            .methods
+            .as_ref()
+            .map(|list| methods(ctx, list, &key("methods")));
+        let (scopes, roles, route_providers) = access(ctx, raw, auth, providers, &key);
 
         let rate_limits = raw
             .rate_limits
@@ -191,6 +84,8 @@ pub(super) fn routes(
                 },
                 rate_limits,
                 rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
+                token_sources: super::cookies::token_sources(ctx, raw, &key("token_sources")),
+                auth_server: raw.auth_server.unwrap_or(false),
             });
         }
     }
@@ -305,6 +200,121 @@ fn name_policies(mut limits: Vec<RateLimitConfig>) -> Vec<RateLimitConfig> {
     limits
 }
 
+/// The route's prefix in its canonical form: starts with `/`, no trailing `/` (except
+/// the root itself). A prefix that is not already normalized, or that reads like a
+/// pattern or a folder, is a problem.
+fn prefix(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str) -> String {
+    let prefix = raw.prefix.get_ref();
+    let canonical = match path::normalize(prefix) {
+        Ok(p)
+            if !p.has_params()
+                && p.as_str().trim_end_matches('/') == prefix.trim_end_matches('/') =>
+        {
+            let trimmed = p.as_str().trim_end_matches('/');
+            Some(if trimmed.is_empty() {
+                "/".to_owned()
+            } else {
+                trimmed.to_owned()
+            })
+        }
+        _ => None,
+    };
+    if let Some(reason) = prefix_shape(prefix) {
+        ctx.problem(Some(raw.prefix.span()), key, reason);
+        return canonical.unwrap_or_else(|| prefix.clone());
+    }
+    canonical.unwrap_or_else(|| {
+        ctx.problem(
+            Some(raw.prefix.span()),
+            key,
+            format!("`{prefix}` is not a normalized path such as \"/api/tasks\" (no `..`, `//`, `;` or escapes)"),
+        );
+        prefix.clone()
+    })
+}
+
+/// A list of HTTP methods, each in capitals (`"GET"`): a route's `methods` or a CORS
+/// policy's `allowed_methods`.
+fn methods(ctx: &mut Ctx<'_>, list: &Spanned<Vec<String>>, key: &str) -> Vec<Method> {
+    let mut out = Vec::new();
+    for m in list.get_ref() {
+        match Method::from_bytes(m.as_bytes()) {
+            Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+            _ => ctx.problem(
+                Some(list.span()),
+                key,
+                format!("`{m}` is not an HTTP method (write it in capitals, like \"GET\")"),
+            ),
+        }
+    }
+    out
+}
+
+/// Who may use the route: its scopes, roles and providers, checked against its `auth`
+/// mode (a public route can require none of them, an optional one no scope or role).
+fn access(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRoute,
+    auth: AuthMode,
+    providers: &[ProviderConfig],
+    key: &dyn Fn(&str) -> String,
+) -> (Vec<String>, Vec<String>, Option<Vec<String>>) {
+    let scopes = raw.scopes.clone().unwrap_or_default();
+    let roles = raw.roles.clone().unwrap_or_default();
+    if scopes
+        .iter()
+        .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+    {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("scopes"),
+            "a scope is one non-empty word",
+        );
+    }
+    if roles.iter().any(|r| r.is_empty() || r.contains(',')) {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("roles"),
+            "a role is non-empty and has no comma",
+        );
+    }
+    let route_providers = raw.providers.as_ref().map(|list| {
+        for p in list.get_ref() {
+            if !providers.iter().any(|c| c.name.as_str() == p) {
+                ctx.problem(
+                    Some(list.span()),
+                    key("providers"),
+                    format!("no provider is named `{p}`"),
+                );
+            }
+        }
+        list.get_ref().clone()
+    });
+    let requires = !scopes.is_empty() || !roles.is_empty();
+    if auth == AuthMode::Public && (requires || route_providers.is_some()) {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "a public route cannot require scopes, roles or providers",
+        );
+    }
+    if auth == AuthMode::Optional && requires {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "scopes and roles need auth = \"required\" (an anonymous request would pass them)",
+        );
+    }
+    if auth != AuthMode::Public && providers.is_empty() {
+        ctx.problem(
+            Some(raw.name.span()),
+            key("auth"),
+            "needs at least one [[providers]]",
+        );
+    }
+    (scopes, roles, route_providers)
+}
+
 /// `websocket = true` needs an HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism.
 fn websocket(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, protocol: UpstreamProtocol) -> bool {
     let on = raw.websocket.unwrap_or(false);
@@ -346,7 +356,35 @@ fn prefix_shape(prefix: &str) -> Option<String> {
 }
 
 fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Option<Upstream> {
-    let v = &raw.upstream;
+    let (https, authority, base_path) = upstream_url(ctx, &raw.upstream, key)?;
+    let tls = match &raw.upstream_tls {
+        None => None,
+        Some(_) if !https => {
+            ctx.problem(
+                Some(raw.upstream.span()),
+                key,
+                "upstream_tls needs an https:// upstream",
+            );
+            return None;
+        }
+        Some(t) => Some(upstream_tls(ctx, t, raw.upstream.span(), key, base_dir)?),
+    };
+    Some(Upstream {
+        https,
+        authority,
+        base_path,
+        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
+        tls,
+    })
+}
+
+/// An upstream URL: `http(s)://host[:port][/normalized/base/path]`, no credentials, no
+/// query. Gives whether it is https, its authority and its base path.
+fn upstream_url(
+    ctx: &mut Ctx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+) -> Option<(bool, http::uri::Authority, String)> {
     let text = v.get_ref();
     let uri = match http::Uri::from_str(text) {
         Ok(u) => u,
@@ -367,89 +405,72 @@ fn upstream(ctx: &mut Ctx<'_>, raw: &RawRoute, key: &str, base_dir: &Path) -> Op
             return None;
         }
     };
-    let Some(authority) = uri.authority().cloned() else {
-        ctx.problem(Some(v.span()), key, "the upstream URL needs a host");
-        return None;
+    let problem = match uri.authority() {
+        None => Some("the upstream URL needs a host"),
+        Some(a) if a.as_str().contains('@') => {
+            Some("credentials in the upstream URL are not allowed")
+        }
+        Some(_) if uri.query().is_some() => Some("the upstream URL cannot have a query"),
+        Some(_) => None,
     };
-    if authority.as_str().contains('@') {
-        ctx.problem(
-            Some(v.span()),
-            key,
-            "credentials in the upstream URL are not allowed",
-        );
-        return None;
-    }
-    if uri.query().is_some() {
-        ctx.problem(Some(v.span()), key, "the upstream URL cannot have a query");
+    if let Some(problem) = problem {
+        ctx.problem(Some(v.span()), key, problem);
         return None;
     }
     let base = uri.path().trim_end_matches('/');
-    let base_path = if base.is_empty() {
-        String::new()
-    } else {
-        match path::normalize(base) {
-            Ok(p) if p.as_str() == base => base.to_owned(),
-            _ => {
-                ctx.problem(
-                    Some(v.span()),
-                    key,
-                    "the upstream URL's path must be normalized",
-                );
-                return None;
-            }
-        }
-    };
-    let tls = match &raw.upstream_tls {
-        None => None,
-        Some(_) if !https => {
+    let normalized = base.is_empty() || path::normalize(base).is_ok_and(|p| p.as_str() == base);
+    if !normalized {
+        ctx.problem(
+            Some(v.span()),
+            key,
+            "the upstream URL's path must be normalized",
+        );
+        return None;
+    }
+    let authority = uri.authority().cloned()?;
+    Some((https, authority, base.to_owned()))
+}
+
+/// `upstream_tls`: the roots to trust and, for mTLS, the gateway's certificate and key
+/// (both or neither), read into a rustls client config now so a bad file fails the load.
+fn upstream_tls(
+    ctx: &mut Ctx<'_>,
+    t: &RawUpstreamTls,
+    span: Range<usize>,
+    key: &str,
+    base_dir: &Path,
+) -> Option<UpstreamTls> {
+    let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
+    let identity = match (&t.client_cert, &t.client_key) {
+        (Some(c), Some(k)) => Some((
+            resolve(base_dir, c.get_ref()),
+            resolve(base_dir, k.get_ref()),
+        )),
+        (None, None) => None,
+        _ => {
             ctx.problem(
-                Some(v.span()),
+                Some(span),
                 key,
-                "upstream_tls needs an https:// upstream",
+                "upstream_tls needs both client_cert and client_key, or neither",
             );
             return None;
         }
-        Some(t) => {
-            let ca = t.ca.as_ref().map(|p| resolve(base_dir, p.get_ref()));
-            let identity = match (&t.client_cert, &t.client_key) {
-                (Some(c), Some(k)) => Some((
-                    resolve(base_dir, c.get_ref()),
-                    resolve(base_dir, k.get_ref()),
-                )),
-                (None, None) => None,
-                _ => {
-                    ctx.problem(
-                        Some(v.span()),
-                        key,
-                        "upstream_tls needs both client_cert and client_key, or neither",
-                    );
-                    return None;
-                }
-            };
-            let config = crate::tls::client_config(
-                ca.as_deref(),
-                identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-            );
-            match config {
-                Ok(config) => Some(UpstreamTls {
-                    ca,
-                    client_cert: identity.map(|(c, _)| c),
-                    config,
-                }),
-                Err(e) => {
-                    ctx.problem(Some(v.span()), format!("{key}_tls"), e.to_string());
-                    return None;
-                }
-            }
-        }
     };
-    Some(Upstream {
-        https,
-        authority,
-        base_path,
-        protocol: raw.upstream_protocol.unwrap_or(UpstreamProtocol::Http1),
-        tls,
-    })
+    let config = crate::tls::client_config(
+        ca.as_deref(),
+        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    );
+    match config {
+        Ok(config) => Some(UpstreamTls {
+            ca,
+            client_cert: identity.map(|(c, _)| c),
+            config,
+        }),
+        Err(e) => {
+            ctx.problem(Some(span), format!("{key}_tls"), e.to_string());
+            None
+        }
+    }
 }
 
 const DEFAULT_CORS_METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
@@ -458,66 +479,19 @@ const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPolicy> {
     let key = |k: &str| format!("{prefix}.{k}");
-    let list = raw.allowed_origins.get_ref();
-    let span = Some(raw.allowed_origins.span());
     let credentials = raw.allow_credentials.unwrap_or(false);
-    let origins = if list.iter().any(|o| o == "*") {
-        if list.len() > 1 {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "\"*\" cannot be mixed with listed origins",
-            );
-        }
-        if credentials {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "\"*\" cannot be used with allow_credentials = true; list the origins",
-            );
-        }
-        AllowedOrigins::Any
-    } else {
-        if list.is_empty() {
-            ctx.problem(
-                span.clone(),
-                key("allowed_origins"),
-                "list at least one origin",
-            );
-        }
-        let mut out = Vec::new();
-        for o in list {
-            match origin(o) {
-                Some(canonical) => out.push(canonical),
-                None => ctx.problem(
-                    span.clone(),
-                    key("allowed_origins"),
-                    format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
-                ),
-            }
-        }
-        AllowedOrigins::List(out)
-    };
+    let origins = allowed_origins(
+        ctx,
+        &raw.allowed_origins,
+        credentials,
+        &key("allowed_origins"),
+    );
     let methods = match &raw.allowed_methods {
         None => DEFAULT_CORS_METHODS
             .iter()
             .map(|m| Method::from_bytes(m.as_bytes()).expect("static method"))
             .collect(),
-        Some(list) => list
-            .get_ref()
-            .iter()
-            .filter_map(|m| match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => Some(method),
-                _ => {
-                    ctx.problem(
-                        Some(list.span()),
-                        key("allowed_methods"),
-                        format!("`{m}` is not an HTTP method in capitals"),
-                    );
-                    None
-                }
-            })
-            .collect(),
+        Some(list) => methods(ctx, list, &key("allowed_methods")),
     };
     let mut names =
         |v: &Option<Spanned<Vec<String>>>, k: &str, default: &[&str]| -> Vec<HeaderName> {
@@ -558,8 +532,50 @@ pub(super) fn cors(ctx: &mut Ctx<'_>, raw: &RawCors, prefix: &str) -> Arc<CorsPo
     ))
 }
 
+/// `allowed_origins`: `["*"]` alone (never with credentials), or a list of exact origins.
+fn allowed_origins(
+    ctx: &mut Ctx<'_>,
+    raw: &Spanned<Vec<String>>,
+    credentials: bool,
+    key: &str,
+) -> AllowedOrigins {
+    let (list, span) = (raw.get_ref(), Some(raw.span()));
+    if list.iter().any(|o| o == "*") {
+        if list.len() > 1 {
+            ctx.problem(
+                span.clone(),
+                key,
+                "\"*\" cannot be mixed with listed origins",
+            );
+        }
+        if credentials {
+            ctx.problem(
+                span,
+                key,
+                "\"*\" cannot be used with allow_credentials = true; list the origins",
+            );
+        }
+        return AllowedOrigins::Any;
+    }
+    if list.is_empty() {
+        ctx.problem(span.clone(), key, "list at least one origin");
+    }
+    let mut out = Vec::new();
+    for o in list {
+        match origin(o) {
+            Some(canonical) => out.push(canonical),
+            None => ctx.problem(
+                span.clone(),
+                key,
+                format!("`{o}` is not an origin like \"https://app.example.com\" (scheme, host, optional port, no path)"),
+            ),
+        }
+    }
+    AllowedOrigins::List(out)
+}
+
 /// The ASCII serialization of an origin (`scheme://host[:port]`), or `None`.
-fn origin(s: &str) -> Option<String> {
+pub(super) fn origin(s: &str) -> Option<String> {
     let url = url::Url::parse(s).ok()?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none()

@@ -54,3 +54,11 @@ class TaskOut(BaseModel):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class AdminStats(BaseModel):
+    """GET /api/admin/stats: totals over every user, never a task's contents."""
+
+    users: int
+    tasks: int
+    completed: int

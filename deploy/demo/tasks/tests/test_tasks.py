@@ -29,6 +29,7 @@ def parse_time(value: str) -> datetime:
         ("PATCH", "/api/tasks/1"),
         ("PATCH", "/api/tasks/1/complete"),
         ("DELETE", "/api/tasks/1"),
+        ("GET", "/api/admin/stats"),
     ],
 )
 def test_missing_user_header_is_401_on_every_route(client, method, path):
@@ -255,6 +256,36 @@ def test_other_users_task_is_404_and_untouched(client, make_task, method, suffix
     missing = client.request(method, f"/api/tasks/{task['id'] + 1000}{suffix}", json=body, headers=as_user(BOB))
     assert missing.status_code == 404 and missing.json() == response.json()
     assert client.get(f"/api/tasks/{task['id']}", headers=as_user(ALICE)).json() == task
+
+
+# --- admin statistics -----------------------------------------------------
+
+
+def test_admin_stats_start_at_zero(client):
+    response = client.get("/api/admin/stats", headers=as_user(ALICE))
+    assert response.status_code == 200
+    assert response.json() == {"users": 0, "tasks": 0, "completed": 0}
+
+
+def test_admin_stats_count_users_and_tasks_of_everyone(client, make_task):
+    make_task(ALICE, title="alice secret plan", description="do not share")
+    done = make_task(ALICE, title="alice 2")
+    client.patch(f"/api/tasks/{done['id']}/complete", headers=as_user(ALICE))
+    make_task(BOB, title="bob 1")
+    response = client.get("/api/admin/stats", headers=as_user(BOB))
+    assert response.status_code == 200
+    assert response.json() == {"users": 2, "tasks": 3, "completed": 1}
+    # Counts only: nothing of a task's contents or owner leaves through this route.
+    for secret in ("alice secret plan", "do not share", ALICE, BOB):
+        assert secret not in response.text
+
+
+def test_admin_stats_are_counted_as_api_requests(loopback_client):
+    before = loopback_client.get("/__stats").json()["api_requests"]
+    loopback_client.get("/api/admin/stats", headers=as_user(ALICE))
+    stats = loopback_client.get("/__stats").json()
+    assert stats["api_requests"] == before + 1
+    assert stats["recent"][-1]["path"] == "/api/admin/stats"
 
 
 # --- persistence, health, stats -------------------------------------------

@@ -1,6 +1,6 @@
 import { betterAuth, type BetterAuthOptions } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
-import { bearer, jwt } from "better-auth/plugins";
+import { admin, bearer, jwt } from "better-auth/plugins";
 import { configFromEnv, keyPairConfigFor } from "./config";
 
 function buildOptions() {
@@ -9,7 +9,11 @@ function buildOptions() {
     cfg,
     plugins: [
       bearer(),
+      // Adds `role` to the user ("user" unless made "admin"); the gateway reads it from
+      // the JWT's `role` claim for routes with roles = ["admin"].
+      admin(),
       jwt({
+        ...(cfg.sessionCookieCache ? { sessionCookieCache: true } : {}),
         jwks: {
           keyPairConfig: keyPairConfigFor(cfg.alg),
           ...(cfg.rotationInterval ? { rotationInterval: cfg.rotationInterval } : {}),
@@ -17,6 +21,12 @@ function buildOptions() {
         },
         jwt: {
           expirationTime: cfg.expirationTime,
+          // What the gateway and the page need, nothing more (`sub` is the user id).
+          definePayload: ({ user }) => ({
+            email: user.email,
+            name: user.name,
+            role: typeof user.role === "string" && user.role ? user.role : "user",
+          }),
           ...(cfg.issuer ? { issuer: cfg.issuer } : {}),
           ...(cfg.audience ? { audience: cfg.audience } : {}),
         },
@@ -37,20 +47,51 @@ async function openDatabase(cfg: ReturnType<typeof configFromEnv>) {
   return db;
 }
 
+type DemoDatabase = Awaited<ReturnType<typeof openDatabase>>;
+
+// Accounts that already exist when the server starts get the admin role too.
+async function promoteAdmins(database: DemoDatabase, emails: readonly string[]) {
+  if (emails.length === 0) return;
+  const marks = emails.map(() => "?");
+  if ("prepare" in database) {
+    database
+      .prepare(`UPDATE "user" SET role = 'admin' WHERE lower(email) IN (${marks.join(", ")})`)
+      .run(...emails);
+  } else {
+    const params = emails.map((_, i) => `$${i + 1}`);
+    await database.query(`UPDATE "user" SET role = 'admin' WHERE lower(email) IN (${params.join(", ")})`, [
+      ...emails,
+    ]);
+  }
+}
+
 async function createAuth() {
   const { cfg, plugins } = buildOptions();
   const database = await openDatabase(cfg);
+  const isAdminEmail = (email: string) => cfg.adminEmails.includes(email.trim().toLowerCase());
   const options = {
     // BETTER_AUTH_URL and BETTER_AUTH_SECRET are read by Better Auth itself.
     database,
     emailAndPassword: { enabled: true },
+    ...(cfg.sessionCookieCache
+      ? { session: { cookieCache: { enabled: true, strategy: "jwt" as const, ...cfg.sessionCookieCache } } }
+      : {}),
     plugins,
+    databaseHooks: {
+      user: {
+        create: {
+          // A new account whose email is in DEMO_ADMIN_EMAILS starts as an admin.
+          before: async (user) => (isAdminEmail(user.email) ? { data: { ...user, role: "admin" } } : undefined),
+        },
+      },
+    },
   } satisfies BetterAuthOptions;
 
   // Create or update the schema (user, session, account, verification, jwks).
   // getMigrations only plans what is missing, so this is idempotent.
   const { runMigrations } = await getMigrations(options);
   await runMigrations();
+  await promoteAdmins(database, cfg.adminEmails);
 
   return betterAuth(options);
 }

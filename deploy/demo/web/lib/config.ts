@@ -71,5 +71,25 @@ export function configFromEnv() {
     rotationInterval: optionalSeconds("JWKS_ROTATION_INTERVAL"),
     gracePeriod: optionalSeconds("JWKS_GRACE_PERIOD"),
     database: databaseFromEnv(),
+    // Comma-separated emails whose accounts get Better Auth's "admin" role.
+    adminEmails: (optionalString("DEMO_ADMIN_EMAILS") ?? "")
+      .split(",")
+      .map((email) => email.trim().toLowerCase())
+      .filter(Boolean),
+    // Where the browser sends task calls: the gateway, never the task service.
+    gatewayUrl: (optionalString("GATEWAY_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
+    sessionCookieCache: sessionCookieCacheFromEnv(),
   };
+}
+
+// Edge mode (a gateway in front of this app verifies the session cookie itself):
+//   SESSION_COOKIE_CACHE=jwt     sign the session cookie cache with the JWT plugin's keys
+//   SESSION_COOKIE_MAX_AGE=300   its lifetime in seconds (Better Auth's default: 300)
+// Unset: no cookie cache, as before.
+function sessionCookieCacheFromEnv(): { maxAge?: number } | undefined {
+  const mode = optionalString("SESSION_COOKIE_CACHE");
+  if (!mode) return undefined;
+  if (mode !== "jwt") throw new Error(`SESSION_COOKIE_CACHE must be "jwt", got "${mode}"`);
+  const maxAge = optionalSeconds("SESSION_COOKIE_MAX_AGE");
+  return maxAge ? { maxAge } : {};
 }

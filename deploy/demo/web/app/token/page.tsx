@@ -29,7 +29,7 @@ export default function TokenPage() {
 
   if (error) {
     return (
-      <main>
+      <main className="shell content">
         <p>{error}</p>
         <a href="/">Sign in</a>
       </main>
@@ -39,7 +39,10 @@ export default function TokenPage() {
 
   const [header, payload] = token.split(".");
   return (
-    <main>
+    <main className="shell content">
+      <p>
+        <a href="/">← Your tasks</a>
+      </p>
       <h1>Your JWT</h1>
       <p>Send it to the gateway as <code>Authorization: Bearer …</code>. It is short-lived; reload for a fresh one.</p>
       <textarea readOnly value={token} rows={8} style={{ width: "100%", fontFamily: "monospace" }} />
