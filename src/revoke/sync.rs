@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::Script;
 use tokio_util::sync::CancellationToken;
 
@@ -241,15 +241,27 @@ async fn subscribe(
         "revocations: loaded from Redis, following changes"
     );
     let mut messages = pubsub.on_message();
-    while let Some(msg) = messages.next().await {
-        let entry = msg
-            .get_payload::<String>()
-            .ok()
-            .and_then(|p| serde_json::from_str::<Entry>(&p).ok());
-        match entry {
-            Some(e) => revocations.add([e]),
-            None => tracing::warn!("revocations: ignored a message that is not a revocation"),
+    while let Some(first) = messages.next().await {
+        // Every message already received goes in with the first: one new snapshot per
+        // burst (a mass sign-out), not one per revocation.
+        let mut batch = vec![first];
+        while let Some(Some(more)) = messages.next().now_or_never() {
+            batch.push(more);
         }
+        let entries: Vec<Entry> = batch
+            .iter()
+            .filter_map(|m| {
+                let entry = m
+                    .get_payload::<String>()
+                    .ok()
+                    .and_then(|p| serde_json::from_str::<Entry>(&p).ok());
+                if entry.is_none() {
+                    tracing::warn!("revocations: ignored a message that is not a revocation");
+                }
+                entry
+            })
+            .collect();
+        revocations.add(entries);
     }
     Box::new(std::io::Error::new(
         std::io::ErrorKind::ConnectionAborted,

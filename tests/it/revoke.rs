@@ -498,3 +498,40 @@ async fn the_revoke_command_writes_to_the_shared_redis() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [redis]"));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_revocations_reaches_another_replica_whole() {
+    let redis = RedisServer::start(&[]);
+    let parts = Parts::start().await;
+    let (a, b) = (
+        parts.gateway(&redis.url()).await,
+        parts.gateway(&redis.url()).await,
+    );
+    let mut posts = JoinSet::new();
+    for i in 0..300 {
+        let admin = a.admin;
+        posts.spawn(async move {
+            revoke(admin, &json!({ "sub": format!("burst-{i}") }))
+                .await
+                .status
+        });
+    }
+    assert!(
+        posts
+            .join_all()
+            .await
+            .iter()
+            .all(|s| *s == StatusCode::NO_CONTENT)
+    );
+    eventually(10, "b holds all 300", async || {
+        b.metric("portcullis_revocations ").await == 300.0
+    })
+    .await;
+    assert_eq!(
+        status(b.addr, &parts.old_token("burst-299")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status(b.addr, &parts.old_token("u1")).await, StatusCode::OK);
+    a.shutdown().await;
+    b.shutdown().await;
+}
