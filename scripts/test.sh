@@ -14,10 +14,9 @@ cd "$(dirname "$0")/.."
 
 # The rate-limit tests start a real redis-server (Debian's package).
 if ! command -v redis-server >/dev/null 2>&1; then
-  sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+  # shellcheck source=scripts/apt.sh
+  . scripts/apt.sh
+  apt_install redis-server || { echo "redis-server is missing (on Debian: apt-get install redis-server)" >&2; exit 1; }
 fi
 
 cargo build --locked --bins

@@ -1,7 +1,6 @@
 //! The request pipeline, as named stages: check the target, route (on the normalized
-//! path), answer a CORS preflight, authenticate (and authorize), check revocation, limit
-//! (the route's rate limits), admit (method and body size), then forward: rewrite the
-//! headers at the trust boundary, send, relay. Each stage
+//! path), answer a CORS preflight, authenticate (and authorize), check revocation, admit
+//! (method and body size), limit (the route's rate limits), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
 //! is a short function over its own module; a new stage is one line in `handle_inner`.
 //! `handle_inner` returns `Result`; `handle` alone counts, logs and renders. No error path
 //! forwards anything: the request reaches the upstream only at the end of `forward`,
@@ -187,8 +186,9 @@ async fn handle_inner(
     }
     let identity = authenticate(snap, &route, &req, trace).await?;
     check_revocation(snap, identity.as_deref(), trace)?;
-    limit(snap, conn, &route, &req, identity.as_deref(), trace).await?;
     admit(&route, &req)?;
+    // Last before forwarding: only a request every other stage let through spends budget.
+    limit(snap, conn, &route, &req, identity.as_deref(), trace).await?;
     forward(
         snap,
         conn,
@@ -284,8 +284,8 @@ async fn authenticate(
 
 /// Refuses a verified token that has been revoked since: a lookup in this replica's
 /// in-memory set, on every request, whether the token came from the verified-token cache
-/// or not. It runs right after `authenticate` and before anything that counts requests
-/// (a rate limit), so a revoked token never spends anyone's budget.
+/// or not. It runs right after `authenticate`, long before the rate limit, so a revoked
+/// token never spends anyone's budget.
 fn check_revocation(
     snap: &Snapshot,
     identity: Option<&Identity>,

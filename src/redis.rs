@@ -52,7 +52,16 @@ impl Redis {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }
-        let client = Client::open(info)?;
+        let client = match &config.ca {
+            None => Client::open(info)?,
+            Some((_, pem)) => Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )?,
+        };
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout.max(Duration::from_millis(250))))
             .set_response_timeout(Some(config.timeout))

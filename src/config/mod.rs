@@ -25,10 +25,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub routes: Vec<RouteConfig>,
     pub identity: IdentityConfig,
-    pub revocation: RevocationConfig,
+    pub cookies: CookieConfig,
     /// `[redis]`: the store every replica shares (rate limits with `store = "redis"`).
     pub redis: Option<RedisConfig>,
-    pub cookies: CookieConfig,
+    pub revocation: RevocationConfig,
     /// The folder relative paths in the file resolve against.
     pub base_dir: PathBuf,
 }
@@ -164,15 +164,27 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
     /// The route's CORS policy (its own `cors` table, else the global one).
     pub cors: Option<Arc<CorsPolicy>>,
-    /// Every one of these applies; a request over any of them is a 429.
-    pub rate_limits: Vec<RateLimitConfig>,
-    /// Whether allowed requests carry `RateLimit-Policy` and `RateLimit` (a 429 always does).
-    pub rate_limit_headers: bool,
     /// Where the token is taken from, in this order: the first one present is the
     /// credential, and a bad one is a 401 (the next is never tried).
     pub token_sources: Vec<TokenSource>,
     /// The route is the auth server (Better Auth) itself: `[cookies] strip` does not apply.
     pub auth_server: bool,
+    /// Every one of these applies; a request over any of them is a 429.
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Whether allowed requests carry `RateLimit-Policy` and `RateLimit` (a 429 always does).
+    pub rate_limit_headers: bool,
+}
+
+/// `[cookies]`, validated.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    /// Better Auth's session-cache cookie, without `__Secure-` and without chunk suffix.
+    pub session_cookie: String,
+    /// Removed from requests to routes that are not `auth_server`, each also with the
+    /// `__Secure-` prefix and as chunks (`NAME.0`, `NAME.1`, ...).
+    pub strip: Vec<String>,
+    /// ASCII-serialized origins a cookie-authenticated unsafe request may come from.
+    pub trusted_origins: Vec<String>,
 }
 
 /// One `rate_limits` entry: at most `requests` per `period` per key, sustained, and up
@@ -245,6 +257,8 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// Longest wait for one command; past it, the limit's `on_store_error` applies.
     pub timeout: Duration,
+    /// For `rediss://`: the PEM roots to trust instead of the system's, and their file.
+    pub ca: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -254,20 +268,9 @@ impl fmt::Debug for RedisConfig {
             .field("password_env", &self.password_env)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("ca", &self.ca.as_ref().map(|(path, _)| path))
             .finish()
     }
-}
-
-/// `[cookies]`, validated.
-#[derive(Debug, Clone)]
-pub struct CookieConfig {
-    /// Better Auth's session-cache cookie, without `__Secure-` and without chunk suffix.
-    pub session_cookie: String,
-    /// Removed from requests to routes that are not `auth_server`, each also with the
-    /// `__Secure-` prefix and as chunks (`NAME.0`, `NAME.1`, ...).
-    pub strip: Vec<String>,
-    /// ASCII-serialized origins a cookie-authenticated unsafe request may come from.
-    pub trusted_origins: Vec<String>,
 }
 
 /// Where a route forwards to: `http://host:port` plus an optional base path that is
@@ -469,20 +472,6 @@ impl Config {
             if !r.roles.is_empty() {
                 let _ = write!(s, ", roles {}", r.roles.join("|"));
             }
-            for l in &r.rate_limits {
-                let store = match l.store {
-                    LimitStore::Local => "local",
-                    LimitStore::Redis => "redis",
-                };
-                let _ = write!(
-                    s,
-                    ", limit {} {}/{} burst {} ({store})",
-                    l.name,
-                    l.requests,
-                    humantime::format_duration(l.period),
-                    l.burst
-                );
-            }
             if r.token_sources != [TokenSource::Authorization] && r.auth != AuthMode::Public {
                 let sources: Vec<&str> = r
                     .token_sources
@@ -497,6 +486,20 @@ impl Config {
             }
             if r.auth_server {
                 let _ = write!(s, ", auth server: cookies pass");
+            }
+            for l in &r.rate_limits {
+                let store = match l.store {
+                    LimitStore::Local => "local",
+                    LimitStore::Redis => "redis",
+                };
+                let _ = write!(
+                    s,
+                    ", limit {} {}/{} burst {} ({store})",
+                    l.name,
+                    l.requests,
+                    humantime::format_duration(l.period),
+                    l.burst
+                );
             }
             let _ = writeln!(s, ")");
         }

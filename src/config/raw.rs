@@ -21,35 +21,16 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub identity: RawIdentity,
     pub cors: Option<RawCors>,
+    pub cookies: Option<RawCookies>,
     pub redis: Option<RawRedis>,
     #[serde(default)]
     pub revocation: RawRevocation,
-    pub cookies: Option<RawCookies>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRevocation {
     pub max_token_lifetime: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRedis {
-    pub url: Spanned<String>,
-    pub password_env: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRateLimit {
-    pub key: Spanned<String>,
-    pub requests: Spanned<u32>,
-    pub period: Spanned<String>,
-    pub burst: Option<Spanned<u32>>,
-    pub store: Option<Spanned<crate::config::LimitStore>>,
-    pub on_store_error: Option<crate::config::OnStoreError>,
 }
 
 /// `[cookies]`: the Better Auth session cookie, the cookies kept from backends, and the
@@ -73,6 +54,26 @@ pub enum TokenSource {
     SessionCookie,
     /// A cookie of this name holding a bearer JWT, checked like the header's.
     Cookie(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    pub url: Spanned<String>,
+    pub password_env: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub ca: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub key: Spanned<String>,
+    pub requests: Spanned<u32>,
+    pub period: Spanned<String>,
+    pub burst: Option<Spanned<u32>>,
+    pub store: Option<Spanned<crate::config::LimitStore>>,
+    pub on_store_error: Option<crate::config::OnStoreError>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,10 +164,10 @@ pub(crate) struct RawRoute {
     pub upstream_protocol: Option<crate::config::UpstreamProtocol>,
     pub upstream_tls: Option<RawUpstreamTls>,
     pub cors: Option<RawCors>,
-    pub rate_limits: Option<Vec<RawRateLimit>>,
-    pub rate_limit_headers: Option<bool>,
     pub token_sources: Option<Spanned<Vec<TokenSource>>>,
     pub auth_server: Option<bool>,
+    pub rate_limits: Option<Vec<RawRateLimit>>,
+    pub rate_limit_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

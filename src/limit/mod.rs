@@ -224,17 +224,16 @@ impl RouteLimits {
         let mut tightest: Option<(&RateLimitConfig, Decision)> = None;
         for limit in &self.limits {
             let key = Key::of(&limit.config, caller);
-            let (decision, result, store) = limit.check(&self.route, &key).await;
+            let (outcome, store) = limit.check(&self.route, &key).await;
             checked.records.push(Record {
                 policy: limit.config.name.clone(),
-                result,
+                result: outcome.label(),
                 store,
             });
-            let Some(decision) = decision else {
-                if result == "store_error_denied" {
-                    return Err(Error::LimitStoreUnavailable);
-                }
-                continue;
+            let decision = match outcome {
+                Outcome::Counted { decision, .. } => decision,
+                Outcome::Unlimited => continue,
+                Outcome::Refused => return Err(Error::LimitStoreUnavailable),
             };
             if !decision.allowed {
                 return Err(Error::RateLimited {
@@ -256,21 +255,44 @@ impl RouteLimits {
     }
 }
 
+/// How one limit treated one request.
+enum Outcome {
+    /// A store counted it: the shared one, or the local one (`fallback`: under
+    /// `on_store_error = "local"`).
+    Counted { decision: Decision, fallback: bool },
+    /// The store failed and `on_store_error = "allow"`.
+    Unlimited,
+    /// The store failed and `on_store_error = "deny"`.
+    Refused,
+}
+
+impl Outcome {
+    /// The `result` label of `portcullis_rate_limit_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Counted { decision, fallback } => match (decision.allowed, fallback) {
+                (true, false) => "allowed",
+                (false, false) => "limited",
+                (true, true) => "fallback_allowed",
+                (false, true) => "fallback_limited",
+            },
+            Outcome::Unlimited => "store_error_allowed",
+            Outcome::Refused => "store_error_denied",
+        }
+    }
+}
+
 impl Limit {
-    /// The decision (`None`: none made, the store failed and the policy decides alone),
-    /// the result label, and the store call if one was made.
-    async fn check(
-        &self,
-        route: &str,
-        key: &Key<'_>,
-    ) -> (Option<Decision>, &'static str, Option<StoreCall>) {
+    /// Counts the request in this limit's store; the store call, if one was made.
+    async fn check(&self, route: &str, key: &Key<'_>) -> (Outcome, Option<StoreCall>) {
         let Some(shared) = &self.shared else {
             if self.config.store == LimitStore::Local {
-                let d = self.local.check(key);
-                return (Some(d), label(d.allowed, false), None);
+                let decision = self.local.check(key);
+                let fallback = false;
+                return (Outcome::Counted { decision, fallback }, None);
             }
             // `[redis]` could not be used at all.
-            return self.on_store_error(key, None);
+            return (self.on_store_error(key), None);
         };
         let start = Instant::now();
         let call = shared
@@ -281,37 +303,28 @@ impl Limit {
             error: None,
             switched: call.switched,
         };
-        match call.result {
-            Ok(d) => (Some(d), label(d.allowed, false), Some(store)),
+        let outcome = match call.result {
+            Ok(decision) => Outcome::Counted {
+                decision,
+                fallback: false,
+            },
             Err(e) => {
                 store.error = Some(e.kind());
-                self.on_store_error(key, Some(store))
+                self.on_store_error(key)
             }
-        }
+        };
+        (outcome, Some(store))
     }
 
-    fn on_store_error(
-        &self,
-        key: &Key<'_>,
-        store: Option<StoreCall>,
-    ) -> (Option<Decision>, &'static str, Option<StoreCall>) {
+    fn on_store_error(&self, key: &Key<'_>) -> Outcome {
         match self.config.on_store_error {
-            OnStoreError::Local => {
-                let d = self.local.check(key);
-                (Some(d), label(d.allowed, true), store)
-            }
-            OnStoreError::Allow => (None, "store_error_allowed", store),
-            OnStoreError::Deny => (None, "store_error_denied", store),
+            OnStoreError::Local => Outcome::Counted {
+                decision: self.local.check(key),
+                fallback: true,
+            },
+            OnStoreError::Allow => Outcome::Unlimited,
+            OnStoreError::Deny => Outcome::Refused,
         }
-    }
-}
-
-fn label(allowed: bool, fallback: bool) -> &'static str {
-    match (allowed, fallback) {
-        (true, false) => "allowed",
-        (false, false) => "limited",
-        (true, true) => "fallback_allowed",
-        (false, true) => "fallback_limited",
     }
 }
 

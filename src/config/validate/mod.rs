@@ -158,7 +158,10 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let revocation = revocation(&mut ctx, &raw.revocation, &providers);
     let cookies = cookies::cookies(&mut ctx, raw.cookies.as_ref());
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
-    let redis = raw.redis.as_ref().and_then(|r| redis(&mut ctx, r));
+    let redis = raw
+        .redis
+        .as_ref()
+        .and_then(|r| redis(&mut ctx, r, base_dir));
     let routes = routes::routes(
         &mut ctx,
         base_dir,
@@ -178,9 +181,9 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             providers,
             routes,
             identity,
-            revocation,
-            redis,
             cookies,
+            redis,
+            revocation,
             base_dir: base_dir.to_owned(),
         })
     } else {
@@ -322,7 +325,7 @@ fn trusted_proxies(ctx: &mut Ctx<'_>, raw: Option<&Spanned<Vec<String>>>) -> Vec
 
 /// `[redis]`: a `redis://` or `rediss://` URL without a password (that comes from
 /// `password_env`, so it never sits in the file), and a per-command timeout.
-fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis) -> Option<RedisConfig> {
+fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis, base_dir: &Path) -> Option<RedisConfig> {
     let url = raw.url.get_ref().trim();
     let span = Some(raw.url.span());
     let timeout = ctx.duration(
@@ -371,11 +374,34 @@ fn redis(ctx: &mut Ctx<'_>, raw: &RawRedis) -> Option<RedisConfig> {
         ctx.problem(span, "redis.url", format!("`{url}`: {e}"));
         return None;
     }
+    let ca = match &raw.ca {
+        None => None,
+        Some(ca) if parsed.scheme() != "rediss" => {
+            ctx.problem(Some(ca.span()), "redis.ca", "needs a rediss:// url");
+            None
+        }
+        Some(ca) => {
+            let path = resolve(base_dir, ca.get_ref());
+            match std::fs::read(&path) {
+                Ok(pem) => Some((path, pem)),
+                Err(e) => {
+                    let shown = path.display();
+                    ctx.problem(
+                        Some(ca.span()),
+                        "redis.ca",
+                        format!("cannot read {shown}: {e}"),
+                    );
+                    None
+                }
+            }
+        }
+    };
     Some(RedisConfig {
         url: url.to_owned(),
         password_env: raw.password_env.as_ref().map(|e| e.get_ref().clone()),
         password,
         timeout,
+        ca,
     })
 }
 

@@ -82,122 +82,14 @@ pub(super) fn routes(
                     Some(c) => Some(cors(ctx, c, &key("cors"))),
                     None => global_cors.cloned(),
                 },
-                rate_limits,
-                rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
                 token_sources: super::cookies::token_sources(ctx, raw, &key("token_sources")),
                 auth_server: raw.auth_server.unwrap_or(false),
+                rate_limits,
+                rate_limit_headers: raw.rate_limit_headers.unwrap_or(true),
             });
         }
     }
     out
-}
-
-/// One `rate_limits` entry. The cost of one request, `period / requests`, must be at
-/// least a microsecond (the unit the shared store counts in).
-fn rate_limit(
-    ctx: &mut Ctx<'_>,
-    raw: &RawRateLimit,
-    key: &str,
-    auth: AuthMode,
-    has_redis: bool,
-) -> Option<RateLimitConfig> {
-    let k = |s: &str| format!("{key}.{s}");
-    let span = Some(raw.key.span());
-    let text = raw.key.get_ref().trim();
-    let limit_key = match text {
-        "user" => LimitKey::User,
-        "client_ip" => LimitKey::ClientIp,
-        _ => match text.strip_prefix("claim:") {
-            Some(name)
-                if !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
-            {
-                LimitKey::Claim(name.to_owned())
-            }
-            _ => {
-                ctx.problem(
-                    span,
-                    k("key"),
-                    format!("`{text}` is not \"user\", \"client_ip\" or \"claim:NAME\""),
-                );
-                return None;
-            }
-        },
-    };
-    if auth == AuthMode::Public && limit_key != LimitKey::ClientIp {
-        ctx.problem(
-            span.clone(),
-            k("key"),
-            "a public route has no user or claims to count by; use \"client_ip\"",
-        );
-    }
-    let requests = *raw.requests.get_ref();
-    if requests == 0 {
-        ctx.problem(
-            Some(raw.requests.span()),
-            k("requests"),
-            "must be at least 1",
-        );
-        return None;
-    }
-    let period = ctx.duration(Some(&raw.period), &k("period"), Duration::ZERO, false);
-    if period.is_zero() {
-        return None;
-    }
-    if period / requests < Duration::from_micros(1) {
-        ctx.problem(
-            Some(raw.period.span()),
-            k("period"),
-            "more than one request per microsecond cannot be counted; use a longer period",
-        );
-        return None;
-    }
-    let burst = raw.burst.as_ref().map_or(requests, |b| *b.get_ref());
-    if burst == 0 {
-        let span = raw.burst.as_ref().map(Spanned::span);
-        ctx.problem(span, k("burst"), "must be at least 1");
-        return None;
-    }
-    let store = raw
-        .store
-        .as_ref()
-        .map_or(LimitStore::Local, |s| *s.get_ref());
-    if store == LimitStore::Redis && !has_redis {
-        let span = raw.store.as_ref().map(Spanned::span);
-        ctx.problem(span, k("store"), "store = \"redis\" needs a [redis] table");
-    }
-    if store == LimitStore::Local && raw.on_store_error.is_some() {
-        ctx.problem(
-            span,
-            k("on_store_error"),
-            "applies only to store = \"redis\"",
-        );
-    }
-    Some(RateLimitConfig {
-        key: limit_key,
-        requests,
-        period,
-        burst,
-        store,
-        on_store_error: raw.on_store_error.unwrap_or_default(),
-        name: Arc::new(text.to_owned()),
-    })
-}
-
-/// Names each policy after its key, numbered when a route counts by the same key twice
-/// (`user`, `user-2`), so `RateLimit` can say which one it speaks of.
-fn name_policies(mut limits: Vec<RateLimitConfig>) -> Vec<RateLimitConfig> {
-    let mut seen: Vec<Arc<String>> = Vec::new();
-    for l in &mut limits {
-        let n = seen.iter().filter(|s| **s == l.name).count();
-        seen.push(l.name.clone());
-        if n > 0 {
-            l.name = Arc::new(format!("{}-{}", l.name, n + 1));
-        }
-    }
-    limits
 }
 
 /// The route's prefix in its canonical form: starts with `/`, no trailing `/` (except
@@ -313,6 +205,114 @@ fn access(
         );
     }
     (scopes, roles, route_providers)
+}
+
+/// One `rate_limits` entry. The cost of one request, `period / requests`, must be at
+/// least a microsecond (the unit the shared store counts in).
+fn rate_limit(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRateLimit,
+    key: &str,
+    auth: AuthMode,
+    has_redis: bool,
+) -> Option<RateLimitConfig> {
+    let k = |s: &str| format!("{key}.{s}");
+    let span = Some(raw.key.span());
+    let text = raw.key.get_ref().trim();
+    let limit_key = match text {
+        "user" => LimitKey::User,
+        "client_ip" => LimitKey::ClientIp,
+        _ => match text.strip_prefix("claim:") {
+            Some(name)
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+            {
+                LimitKey::Claim(name.to_owned())
+            }
+            _ => {
+                ctx.problem(
+                    span,
+                    k("key"),
+                    format!("`{text}` is not \"user\", \"client_ip\" or \"claim:NAME\""),
+                );
+                return None;
+            }
+        },
+    };
+    if auth == AuthMode::Public && limit_key != LimitKey::ClientIp {
+        ctx.problem(
+            span.clone(),
+            k("key"),
+            "a public route has no user or claims to count by; use \"client_ip\"",
+        );
+    }
+    let requests = *raw.requests.get_ref();
+    if requests == 0 {
+        ctx.problem(
+            Some(raw.requests.span()),
+            k("requests"),
+            "must be at least 1",
+        );
+        return None;
+    }
+    let period = ctx.duration(Some(&raw.period), &k("period"), Duration::ZERO, false);
+    if period.is_zero() {
+        return None;
+    }
+    if period / requests < Duration::from_micros(1) {
+        ctx.problem(
+            Some(raw.period.span()),
+            k("period"),
+            "more than one request per microsecond cannot be counted; use a longer period",
+        );
+        return None;
+    }
+    let burst = raw.burst.as_ref().map_or(requests, |b| *b.get_ref());
+    if burst == 0 {
+        let span = raw.burst.as_ref().map(Spanned::span);
+        ctx.problem(span, k("burst"), "must be at least 1");
+        return None;
+    }
+    let store = raw
+        .store
+        .as_ref()
+        .map_or(LimitStore::Local, |s| *s.get_ref());
+    if store == LimitStore::Redis && !has_redis {
+        let span = raw.store.as_ref().map(Spanned::span);
+        ctx.problem(span, k("store"), "store = \"redis\" needs a [redis] table");
+    }
+    if store == LimitStore::Local && raw.on_store_error.is_some() {
+        ctx.problem(
+            span,
+            k("on_store_error"),
+            "applies only to store = \"redis\"",
+        );
+    }
+    Some(RateLimitConfig {
+        key: limit_key,
+        requests,
+        period,
+        burst,
+        store,
+        on_store_error: raw.on_store_error.unwrap_or_default(),
+        name: Arc::new(text.to_owned()),
+    })
+}
+
+/// Names each policy after its key, numbered when a route counts by the same key twice
+/// (`user`, `user-2`), so `RateLimit` can say which one it speaks of.
+fn name_policies(mut limits: Vec<RateLimitConfig>) -> Vec<RateLimitConfig> {
+    let mut seen: Vec<Arc<String>> = Vec::new();
+    for l in &mut limits {
+        let n = seen.iter().filter(|s| **s == l.name).count();
+        seen.push(l.name.clone());
+        if n > 0 {
+            l.name = Arc::new(format!("{}-{}", l.name, n + 1));
+        }
+    }
+    limits
 }
 
 /// `websocket = true` needs an HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism.
