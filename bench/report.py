@@ -179,17 +179,28 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
                 None if g is None else g <= 8,
             )
         )
-    for scenario in ("eddsa-repeat", "eddsa-distinct"):
-        two, one = v(scenario, "portcullis/2cores", "rps"), v(scenario, "portcullis", "rps")
-        util = v(scenario, "portcullis/2cores", "proxy_core_util")
+    # The production shape: both with their access log on.
+    pl, nl = v("eddsa-repeat", "portcullis+log", "cpu_us_per_req"), v("public", "nginx+log", "cpu_us_per_req")
+    out.append(
+        (
+            "Repeated EdDSA token, access logs on for both: CPU/request ≤ 1.3 × nginx with its log (public route)",
+            f"{fmt(pl, 1)} µs vs nginx {fmt(nl, 1)} µs = {ratio(pl, nl)}"
+            + noisy(("eddsa-repeat", "portcullis+log"), ("public", "nginx+log"))
+            if pl and nl
+            else "not measured",
+            None if not (pl and nl) else pl <= 1.3 * nl,
+        )
+    )
+    for scenario in ("public", "eddsa-repeat"):
+        on, off = v(scenario, "portcullis+log", "cpu_us_per_req"), v(scenario, "portcullis", "cpu_us_per_req")
         out.append(
             (
-                f"Both cores (no pinning) ≥ 1.7 × one pinned core ({scenario})",
-                f"{fmt(two, 0)} vs {fmt(one, 0)} req/s = {ratio(two, one)}; Portcullis used {util:.2f} cores"
-                + noisy((scenario, "portcullis/2cores"), (scenario, "portcullis"))
-                if two and one and util is not None
+                f"Access log cost ≤ 2 µs CPU/request ({scenario}, log on − log off)",
+                f"{fmt(on, 1)} − {fmt(off, 1)} µs = {on - off:+.1f} µs"
+                + noisy((scenario, "portcullis+log"), (scenario, "portcullis"))
+                if on and off
                 else "not measured",
-                None if not (two and one) else two >= 1.7 * one,
+                None if not (on and off) else on - off <= 2.0,
             )
         )
     return out
@@ -224,8 +235,6 @@ def load_table(res: Results, scenario: str) -> list[str]:
         errs = {k: n for k, n in r["errors"].items() if k != "status" and n}
         if errs:
             notes.append(", ".join(f"{n:,} {k} errors" for k, n in errs.items()))
-        if r["contender"] == "portcullis/2cores":
-            notes.append(f"{r['proxy_core_util']:.2f} cores used")
         cpu = r.get("cpu_us_per_req")
         lines.append(
             f"| {name} | {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['p999_ms'], 2)} "
@@ -268,6 +277,11 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
         "are measured three times and the median kept; the throughput targets against Envoy use the median ratio "
         "of three back-to-back Portcullis/Envoy pairs (the tables' run and two more, each on a freshly started "
         "contender).",
+        "",
+        "**One core per contender, no two-core target:** this machine has two cores and the second one runs wrk "
+        "and the upstream, so a contender let onto both cores competes with its own load generator. Its figure "
+        "measured how well it takes spare cycles from wrk, not how it scales, so it is no longer run; a two-core "
+        "figure needs the load on a third core or another machine.",
         "",
     ]
     if chart:

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 mod admin;
 mod alg;
 mod body;

@@ -67,6 +67,16 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _flush_logs = init_logging(cli.log_format);
+    // Dropped before the other logs' guard, once the gateway has drained: every request
+    // of a clean shutdown has its access line. `PORTCULLIS_LOG` can still turn it off
+    // (`warn`, or `portcullis::access=off`), as when it was a `tracing` event.
+    let _flush_access_log = tracing::enabled!(target: "portcullis::access", tracing::Level::INFO)
+        .then(|| {
+            portcullis::access_log::start(match cli.log_format {
+                LogFormat::Text => portcullis::access_log::Format::Text,
+                LogFormat::Json => portcullis::access_log::Format::Json,
+            })
+        });
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => match Config::load(&cli.config) {
             Ok(config) => {
@@ -150,7 +160,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
 
 /// Logs go to stderr through a writer thread, so a request never waits on the log
 /// pipe. Nothing is dropped when the pipe is slow: the buffer applies back-pressure
-/// instead. The guard flushes what is queued when `main` returns.
+/// instead. The guard flushes what is queued when `main` returns. The access log has its
+/// own batching writer (`access_log.rs`), also on stderr.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -222,6 +222,11 @@ impl Metrics {
             "Requests waiting for a slot to their upstream (server.max_upstream_requests)",
             upstream_queued.clone(),
         );
+        registry.register(
+            "access_log_dropped",
+            "Access lines dropped because stderr could not keep up",
+            crate::access_log::DROPPED.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "config_reloads",

@@ -18,6 +18,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::access_log;
 use crate::body::{Body, RequestBody};
 use crate::client_ip;
 use crate::config::{AuthMode, RouteConfig, UpstreamProtocol};
@@ -109,16 +110,16 @@ pub async fn handle(shared: Arc<Shared>, conn: Conn, req: Request<ClientBody>) -
         shared.metrics.auth(name, outcome);
     }
     record_limits(&shared, &trace);
-    tracing::info!(
-        target: "portcullis::access",
-        method = %method,
-        path = trace.path.as_ref().map_or("-", |p| p.as_str()),
-        route = trace.route.as_ref().map_or("-", |r| r.name.as_str()),
-        status = resp.status().as_u16(),
-        latency_us = elapsed.as_micros() as u64,
-        user = trace.identity.as_ref().map_or("-", |i| i.user_id()),
-        "request"
-    );
+    if snap.config.server.access_log {
+        access_log::record(&access_log::Entry {
+            method: &method,
+            path: trace.path.as_ref().map_or("-", |p| p.as_str()),
+            route: trace.route.as_ref().map_or("-", |r| r.name.as_str()),
+            status: resp.status(),
+            latency: elapsed,
+            user: trace.identity.as_ref().map_or("-", |i| i.user_id()),
+        });
+    }
     resp
 }
 

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// Distinct keys each local rate limit remembers; the least used are forgotten
     /// first (and start again with a full budget), so memory stays bounded.
     pub rate_limit_keys: u64,
+    /// One line per request on stderr (see `access_log.rs`); off behind a mesh that
+    /// logs already.
+    pub access_log: bool,
     /// TLS termination; `None` serves plain HTTP (and h2c).
     pub tls: Option<TlsSettings>,
 }

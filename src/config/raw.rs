@@ -102,6 +102,7 @@ pub(crate) struct RawServer {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub rate_limit_keys: Option<u64>,
+    pub access_log: Option<bool>,
     pub tls: Option<RawTls>,
 }
 

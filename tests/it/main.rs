@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access_log;
 mod auth;
 mod boundary;
 mod cors;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
@@ -363,6 +364,8 @@ pub(crate) struct Running {
     pub(crate) proxy: SocketAddr,
     pub(crate) admin: SocketAddr,
     stderr: JoinHandle<Vec<String>>,
+    /// Every stderr line so far, while the binary runs.
+    seen: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -389,14 +392,19 @@ impl Running {
             .unwrap();
         let pipe = child.stderr.take().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let stderr = tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe).lines();
-            let mut all = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line.clone());
-                all.push(line);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stderr = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                let mut lines = BufReader::new(pipe).lines();
+                let mut all = Vec::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(line.clone());
+                    seen.lock().unwrap().push(line.clone());
+                    all.push(line);
+                }
+                all
             }
-            all
         });
         let addrs = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = rx.recv().await {
@@ -417,7 +425,13 @@ impl Running {
             proxy,
             admin,
             stderr,
+            seen,
         }
+    }
+
+    /// The stderr lines written so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
     }
 
     pub(crate) async fn wait_ready(&self) {

@@ -291,6 +291,7 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
             Some(n) => n,
             None => DEFAULT_RATE_LIMIT_KEYS,
         },
+        access_log: raw.access_log.unwrap_or(true),
         tls: raw.tls.as_ref().and_then(|t| {
             let cert = resolve(base_dir, t.cert.get_ref());
             let key = resolve(base_dir, t.key.get_ref());
