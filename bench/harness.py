@@ -113,6 +113,9 @@ class Scenario:
     min_seconds: int = 0
     # Needs the redis-server (started on the load core) for a shared rate limit.
     redis: bool = False
+    # Users revoked before the gateway starts (none of them the token's): what the
+    # revocation check costs with a full set, against eddsa-repeat's empty one.
+    revoked: int = 0
 
 
 SCENARIOS = [
@@ -135,6 +138,7 @@ SCENARIOS = [
     # figure is what checking it costs: in the process, or one Redis round trip each.
     Scenario("eddsa-limit-local", "load", "EdDSA repeated, per-user rate limit (local)", ("portcullis",), path="/limited-local/data", pool="EdDSA-1"),
     Scenario("eddsa-limit-redis", "load", "EdDSA repeated, per-user rate limit (Redis)", ("portcullis",), path="/limited-redis/data", pool="EdDSA-1", redis=True),
+    Scenario("eddsa-revoked-10k", "load", "EdDSA repeated, 10k revoked users", ("portcullis",), pool="EdDSA-1", revoked=10_000),
     Scenario("rs256-repeat", "load", "RS256, one token repeated", AUTH, pool="RS256-1"),
     Scenario("rs256-distinct", "load", "RS256, every token different", AUTH, pool="RS256"),
     Scenario("es256-repeat", "load", "ES256, one token repeated", AUTH, pool="ES256-1"),
@@ -228,8 +232,9 @@ class Bench:
             f"http://127.0.0.1:{PORTS['jwks']}/jwks.json",
             cpus=self.load_cpu,
         ).start()
-        if any(s.redis for s, _ in plan):
-            self.start_redis()
+        # Always: the gateway's config has [redis], and it is not ready until it has
+        # loaded the revocation set from there.
+        self.start_redis()
 
     def start_redis(self) -> None:
         """redis-server on the load core, no persistence; up when it answers PING."""
@@ -509,6 +514,7 @@ class Bench:
             row = {"scenario": s.name, "kind": s.kind, "contender": c.name}
             svc = self.service(c, s.name)
             try:
+                self.seed_revocations(s.revoked)
                 svc.start()
                 row |= getattr(self, f"run_{s.kind}")(s, c, svc)
             except (ServiceError, subprocess.SubprocessError, OSError) as e:
@@ -526,6 +532,31 @@ class Bench:
             log("  trying once more")
         log("  " + summary(row))
         return row
+
+    def seed_revocations(self, n: int) -> None:
+        """Empties Redis, then stores `n` user revocations the way the gateway does (one
+        key each, JSON, with an expiry), pipelined; the gateway loads them at start."""
+        now = int(time.time())
+        cmds = [["FLUSHDB"]]
+        for i in range(n):
+            entry = json.dumps({"kind": "sub", "id": f"bench-revoked-{i}", "before": now, "expires": now + 3600})
+            cmds.append(["SET", f"portcullis:revoked:sub:bench-revoked-{i}", entry, "EX", "3600"])
+        wire = b"".join(
+            f"*{len(c)}\r\n".encode() + b"".join(f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in c)
+            for c in cmds
+        )
+        with socket.create_connection(("127.0.0.1", PORTS["redis"]), timeout=30) as conn:
+            conn.sendall(wire)
+            got = b""
+            while got.count(b"\r\n") < len(cmds):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise ServiceError("redis-server closed the connection while seeding")
+                got += chunk
+        if got.count(b"+OK\r\n") != len(cmds):
+            raise ServiceError(f"redis-server refused the seed: {got[:200]!r}")
+        if n:
+            log(f"  seeded {n} revoked users")
 
     def stop(self) -> None:
         if self.upstream:

@@ -1,5 +1,6 @@
-//! The admin API: `/healthz` (the process answers), `/readyz` (every provider has keys),
-//! `/metrics` (OpenMetrics) and `POST /reload` (re-read the config file). It is served
+//! The admin API: `/healthz` (the process answers), `/readyz` (every provider has keys
+//! and the revocation set is loaded), `/metrics` (OpenMetrics), `POST /reload` (re-read
+//! the config file) and `POST /revoke` (see [`crate::revoke::admin`]). It is served
 //! on a listener of its own, so its paths never shadow an upstream's.
 
 use bytes::Bytes;
@@ -26,7 +27,11 @@ where
         (&Method::GET, "/readyz") => readiness(shared),
         (&Method::GET, "/metrics") => metrics(shared),
         (&Method::POST, "/reload") => reloaded(reload().await),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/reload") => json(
+        (&Method::POST, "/revoke") => {
+            let keep = shared.current().config.revocation.keep;
+            crate::revoke::admin::post(shared.revocations(), keep, req).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/reload" | "/revoke") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             r#"{"error":"method_not_allowed"}"#,
         ),
@@ -34,7 +39,9 @@ where
     }
 }
 
-/// 200 once every provider has keys; else 503, naming the providers still waiting.
+/// 200 once every provider has keys and the revocation set is loaded; else 503, naming
+/// what is still awaited. Once loaded, a replica that lost Redis stays ready (it enforces
+/// the set it holds) and says its set is stale.
 fn readiness(shared: &Shared) -> Response<Body> {
     let snapshot = shared.current();
     let waiting: Vec<&str> = snapshot
@@ -44,7 +51,18 @@ fn readiness(shared: &Shared) -> Response<Body> {
         .filter(|p| !p.is_ready())
         .map(|p| p.config.name.as_str())
         .collect();
-    if waiting.is_empty() {
+    let revocations = shared.revocations();
+    if waiting.is_empty() && !revocations.is_loaded() {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"waiting for the revocation set"}"#,
+        )
+    } else if waiting.is_empty() && !revocations.is_current() {
+        json(
+            StatusCode::OK,
+            r#"{"status":"ready","revocations":"stale: reconnecting to Redis"}"#,
+        )
+    } else if waiting.is_empty() {
         json(StatusCode::OK, r#"{"status":"ready"}"#)
     } else {
         let body = serde_json::json!({ "status": "waiting for keys", "providers": waiting });
@@ -59,6 +77,10 @@ fn metrics(shared: &Shared) -> Response<Body> {
             .metrics
             .jwks_age(store.provider(), store.last_success_age());
     }
+    let revocations = shared.revocations();
+    shared
+        .metrics
+        .revocations(revocations.len(), revocations.sync_age());
     respond(StatusCode::OK, OPENMETRICS, shared.metrics.encode())
 }
 

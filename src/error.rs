@@ -56,6 +56,9 @@ pub enum TokenError {
     KeyMismatch,
     #[error("bad signature")]
     BadSignature,
+    /// Verified, but revoked (its user, session or `jti`); says no more than that.
+    #[error("revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -76,6 +79,7 @@ impl TokenError {
             TokenError::InvalidSubject => "bad_subject",
             TokenError::MissingKid | TokenError::UnknownKid => "unknown_kid",
             TokenError::BadSignature => "bad_signature",
+            TokenError::Revoked => "revoked",
         }
     }
 }

@@ -26,6 +26,7 @@ mod metrics;
 pub mod path;
 mod proxy;
 mod redis;
+mod revoke;
 mod route;
 mod server;
 mod session;
@@ -58,4 +59,28 @@ pub mod internals {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         Authenticator::new(config, &crate::jwks::client(), &metrics, None)
     }
+}
+
+/// What to revoke, as `portcullis revoke` takes it: exactly one of `sub` (with an
+/// optional `before`, Unix seconds; default now), `jti` or `sid`.
+#[derive(Debug, Default, Clone)]
+pub struct Revocation {
+    pub sub: Option<String>,
+    pub before: Option<i64>,
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+}
+
+/// Stores a revocation in `config`'s `[redis]`, from where every gateway sharing it
+/// enforces it within a moment. Fails when the config has no `[redis]` or Redis cannot
+/// store it.
+pub async fn revoke(config: &Config, what: Revocation) -> anyhow::Result<()> {
+    let entry = revoke::admin::entry(
+        what.sub,
+        what.before,
+        what.jti,
+        what.sid,
+        config.revocation.keep,
+    )?;
+    revoke::sync::revoke_in(config, entry).await
 }

@@ -36,6 +36,26 @@ enum Command {
     Run,
     /// Validate the config file and print a summary of providers and routes.
     Check,
+    /// Revoke a user's tokens, one token or one session on every gateway sharing the
+    /// config's [redis].
+    Revoke(RevokeArgs),
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false, id = "what")]
+struct RevokeArgs {
+    /// Refuse this user's (`sub`) tokens issued before --before.
+    #[arg(long, group = "what")]
+    sub: Option<String>,
+    /// With --sub: Unix time in seconds; tokens issued before it are refused. Default: now.
+    #[arg(long, requires = "sub")]
+    before: Option<i64>,
+    /// Refuse the token with this `jti`.
+    #[arg(long, group = "what")]
+    jti: Option<String>,
+    /// Refuse every token of this session (the providers' session_claim).
+    #[arg(long, group = "what")]
+    sid: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +89,32 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Revoke(args) => {
+            let what = portcullis::Revocation {
+                sub: args.sub,
+                before: args.before,
+                jti: args.jti,
+                sid: args.sid,
+            };
+            let done = Config::load(&cli.config)
+                .map_err(anyhow::Error::from)
+                .and_then(|config| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(portcullis::revoke(&config, what))
+                });
+            match done {
+                Ok(()) => {
+                    println!("revoked");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

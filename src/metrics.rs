@@ -136,6 +136,8 @@ pub struct Metrics {
     parked: Gauge,
     upstream_queued: Gauge,
     reloads: Family<ResultLabel, Counter>,
+    revocations: Gauge,
+    revocation_sync_age: Gauge<f64, AtomicU64>,
     rate_limit: Family<LimitLabels, Counter>,
     store_errors: Family<KindLabel, Counter>,
     store_latency: Histogram,
@@ -231,6 +233,18 @@ impl Metrics {
             "Config reloads by result",
             reloads.clone(),
         );
+        let revocations = Gauge::default();
+        registry.register(
+            "revocations",
+            "Revocations in force on this replica (users, tokens and sessions)",
+            revocations.clone(),
+        );
+        let revocation_sync_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "revocation_sync_age_seconds",
+            "Seconds since the revocation set was last known current (0 while subscribed to Redis or without it; +Inf before the first load)",
+            revocation_sync_age.clone(),
+        );
         let rate_limit = Family::<LimitLabels, Counter>::default();
         registry.register(
             "rate_limit",
@@ -263,6 +277,8 @@ impl Metrics {
             store_up.clone(),
         );
         Metrics {
+            revocations,
+            revocation_sync_age,
             registry,
             requests,
             latency,
@@ -377,6 +393,12 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The revocation set's size and how stale it may be, read when scraped.
+    pub fn revocations(&self, len: usize, sync_age: f64) {
+        self.revocations.set(len as i64);
+        self.revocation_sync_age.set(sync_age);
     }
 
     /// Counts a request in flight until the guard drops.

@@ -1,6 +1,6 @@
 //! The request pipeline, as named stages: check the target, route (on the normalized
-//! path), answer a CORS preflight, authenticate (and authorize), limit (the route's rate
-//! limits), admit (method and body size), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
+//! path), answer a CORS preflight, authenticate (and authorize), check revocation, admit
+//! (method and body size), limit (the route's rate limits), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
 //! is a short function over its own module; a new stage is one line in `handle_inner`.
 //! `handle_inner` returns `Result`; `handle` alone counts, logs and renders. No error path
 //! forwards anything: the request reaches the upstream only at the end of `forward`,
@@ -186,6 +186,7 @@ async fn handle_inner(
         return cors.preflight(req.headers());
     }
     let identity = authenticate(snap, &route, &req, trace).await?;
+    check_revocation(snap, identity.as_deref(), trace)?;
     admit(&route, &req)?;
     // Last before forwarding: only a request every other stage let through spends budget.
     limit(snap, conn, &route, &req, identity.as_deref(), trace).await?;
@@ -280,6 +281,22 @@ async fn authenticate(
             .map_or_else(Error::auth_outcome, |_| "ok"),
     ));
     authorized.map(|()| Some(id))
+}
+
+/// Refuses a verified token that has been revoked since: a lookup in this replica's
+/// in-memory set, on every request, whether the token came from the verified-token cache
+/// or not. It runs right after `authenticate`, long before the rate limit, so a revoked
+/// token never spends anyone's budget.
+fn check_revocation(
+    snap: &Snapshot,
+    identity: Option<&Identity>,
+    trace: &mut Trace,
+) -> Result<(), Error> {
+    let Some(id) = identity else { return Ok(()) };
+    snap.revocations.check(id).map_err(|e| {
+        trace.auth = Some((Some(id.provider), e.reason()));
+        e.into()
+    })
 }
 
 /// Route-level checks on a verified identity: the issuer, then scopes (all) and roles (any).

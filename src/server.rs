@@ -83,6 +83,10 @@ impl Gateway {
         let snapshot = shared.current();
         warn_about(&snapshot);
         control.sync_refreshers(&snapshot);
+        tokio::spawn(crate::revoke::sync::run(
+            shared.revocations().clone(),
+            control.cancel.child_token(),
+        ));
 
         let mut listeners = tokio::task::JoinSet::new();
         let proxy_shared = shared.clone();
@@ -125,9 +129,10 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Whether every provider has keys (what `/readyz` reports).
+    /// Whether every provider has keys and the revocation set is loaded (what `/readyz`
+    /// reports).
     pub fn is_ready(&self) -> bool {
-        self.control.shared.current().is_ready()
+        self.control.shared.current().is_ready() && self.control.shared.revocations().is_loaded()
     }
 
     /// Re-reads the config file and swaps in the new config. A file that does not

@@ -8,6 +8,7 @@ use crate::config::{Config, Upstream, UpstreamProtocol};
 use crate::headers::IdentityHeaders;
 use crate::limit::Limits;
 use crate::metrics::Metrics;
+use crate::revoke::Revocations;
 use crate::route::RouteTable;
 use crate::upstream::{self, Slots, UpstreamClient};
 use crate::verify::Authenticator;
@@ -17,6 +18,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub auth: Authenticator,
     pub identity_headers: IdentityHeaders,
+    /// The revocation set, the same one across reloads.
+    pub revocations: Arc<Revocations>,
     /// Each route's rate limits; a reload keeps the counts of the limits that did not
     /// change, and the Redis connection.
     pub limits: Limits,
@@ -67,6 +70,7 @@ impl Snapshot {
             routes,
             auth,
             identity_headers,
+            revocations: shared.revocations.clone(),
             limits,
             slots,
         }
@@ -92,6 +96,7 @@ struct Parts {
     /// TLS to upstreams with the system's roots.
     default_tls: Arc<rustls::ClientConfig>,
     default_client: UpstreamClient,
+    revocations: Arc<Revocations>,
 }
 
 impl Shared {
@@ -111,6 +116,7 @@ impl Shared {
             metrics: metrics.clone(),
             default_client: upstream::client(&default_upstream, &default_tls),
             default_tls,
+            revocations: Arc::new(Revocations::for_config(&config)),
         };
         let snapshot = Snapshot::new(config, &parts, None);
         Shared {
@@ -118,6 +124,11 @@ impl Shared {
             parts,
             metrics,
         }
+    }
+
+    /// The revocation set, which outlives reloads.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.parts.revocations
     }
 
     /// The snapshot in force: one atomic load, no lock.

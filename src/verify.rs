@@ -17,6 +17,7 @@ use crate::config::{Config, IdentityConfig, KeySource, ProviderConfig};
 use crate::error::{Error, TokenError};
 use crate::jwks::{Key, KeySet, KeyStore, Refetch};
 use crate::metrics::Metrics;
+use crate::revoke::Marks;
 use crate::token::{self, Claims, Profile, Unverified};
 
 /// Longest `sub` accepted; it becomes a header value the backend filters by.
@@ -40,6 +41,8 @@ pub struct Identity {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    /// What a revocation may name (`iat`, `jti`, session), checked on every request.
+    pub marks: Marks,
     /// `(claim, value)` of each claim a rate limit counts by (`key = "claim:NAME"`).
     pub limit_claims: Vec<(String, String)>,
     /// The JWKS key that verified the token (`None` for a shared secret).
@@ -320,6 +323,7 @@ impl Authenticator {
             claim_headers: self.claim_headers(&t.claims),
             scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
             roles: t.claims.roles(provider.config.roles_claim.as_deref()),
+            marks: Marks::of(&t.claims, provider.config.session_claim.as_deref()),
             limit_claims: crate::limit::claim_values(&self.limit_claims, &t.claims.all),
             key,
             valid_until,

@@ -28,6 +28,7 @@ pub struct Config {
     pub cookies: CookieConfig,
     /// `[redis]`: the store every replica shares (rate limits with `store = "redis"`).
     pub redis: Option<RedisConfig>,
+    pub revocation: RevocationConfig,
     /// The folder relative paths in the file resolve against.
     pub base_dir: PathBuf,
 }
@@ -91,6 +92,19 @@ pub struct ProviderConfig {
     pub roles_claim: Option<String>,
     /// Where scopes are read from; `None`: `scope`, `scp` and `scopes`.
     pub scopes_claim: Option<String>,
+    /// The top-level claim that names the token's session, which `POST /revoke` with
+    /// `sid` revokes; `None`: sessions cannot be revoked for this provider.
+    pub session_claim: Option<String>,
+}
+
+/// `[revocation]`: how long a revocation must be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// The longest lifetime (`exp` - `iat`) of a token any provider issues.
+    pub max_token_lifetime: Duration,
+    /// How long an entry is kept: the lifetime plus twice the largest provider leeway
+    /// (a token's `iat` and its `exp` may each be that far off).
+    pub keep: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +439,9 @@ impl Config {
             }
             if let Some(c) = &p.scopes_claim {
                 let _ = write!(s, ", scopes from {c}");
+            }
+            if let Some(c) = &p.session_claim {
+                let _ = write!(s, ", session from {c}");
             }
             let _ = writeln!(s);
         }

@@ -23,6 +23,14 @@ pub(crate) struct RawConfig {
     pub cors: Option<RawCors>,
     pub cookies: Option<RawCookies>,
     pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRevocation {
+    pub max_token_lifetime: Option<Spanned<String>>,
 }
 
 /// `[cookies]`: the Better Auth session cookie, the cookies kept from backends, and the
@@ -118,6 +126,7 @@ pub(crate) struct RawProvider {
     pub secret_env: Option<Spanned<String>>,
     pub roles_claim: Option<Spanned<String>>,
     pub scopes_claim: Option<Spanned<String>>,
+    pub session_claim: Option<Spanned<String>>,
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Spanned<Vec<Alg>>>,
     pub leeway: Option<Spanned<String>>,

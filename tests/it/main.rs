@@ -18,6 +18,7 @@ mod properties;
 mod protocols;
 mod providers;
 mod ratelimit;
+mod revoke;
 mod session;
 mod slots;
 mod trailers;

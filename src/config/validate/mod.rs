@@ -12,8 +12,11 @@ use http::HeaderName;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use super::raw::{RawIdentity, RawRedis, RawServer};
-use super::{Config, IdentityConfig, Problem, RedisConfig, ServerConfig, TlsSettings};
+use super::raw::{RawIdentity, RawRedis, RawRevocation, RawServer};
+use super::{
+    Config, IdentityConfig, Problem, ProviderConfig, RedisConfig, RevocationConfig, ServerConfig,
+    TlsSettings,
+};
 use crate::headers;
 
 mod cookies;
@@ -31,6 +34,8 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Envoy's default for a cluster's requests in flight.
 const DEFAULT_MAX_UPSTREAM_REQUESTS: usize = 1024;
+/// Better Auth's JWT plugin issues tokens for 15 minutes unless told otherwise.
+const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 const DEFAULT_RATE_LIMIT_KEYS: u64 = 100_000;
 /// A Redis round trip on a local network takes well under a millisecond.
@@ -150,6 +155,7 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
     let server = server(&mut ctx, &raw.server, base_dir);
     let providers = providers::providers(&mut ctx, &raw.providers, base_dir);
     let identity = identity(&mut ctx, &raw.identity);
+    let revocation = revocation(&mut ctx, &raw.revocation, &providers);
     let cookies = cookies::cookies(&mut ctx, raw.cookies.as_ref());
     let global_cors = raw.cors.as_ref().map(|c| routes::cors(&mut ctx, c, "cors"));
     let redis = raw
@@ -177,10 +183,29 @@ pub(super) fn parse(text: &str, base_dir: &Path) -> Result<Config, Vec<Problem>>
             identity,
             cookies,
             redis,
+            revocation,
             base_dir: base_dir.to_owned(),
         })
     } else {
         Err(ctx.problems)
+    }
+}
+
+fn revocation(
+    ctx: &mut Ctx<'_>,
+    raw: &RawRevocation,
+    providers: &[ProviderConfig],
+) -> RevocationConfig {
+    let max_token_lifetime = ctx.duration(
+        raw.max_token_lifetime.as_ref(),
+        "revocation.max_token_lifetime",
+        DEFAULT_MAX_TOKEN_LIFETIME,
+        false,
+    );
+    let leeway = providers.iter().map(|p| p.leeway).max().unwrap_or_default();
+    RevocationConfig {
+        max_token_lifetime,
+        keep: max_token_lifetime + 2 * leeway,
     }
 }
 

@@ -87,6 +87,7 @@ pub(super) fn providers(
         let keys = key_source(ctx, raw, i, &name, base_dir, &algorithms);
         let roles_claim = claim_name(ctx, raw.roles_claim.as_ref(), &key("roles_claim"));
         let scopes_claim = claim_name(ctx, raw.scopes_claim.as_ref(), &key("scopes_claim"));
+        let session_claim = session_claim(ctx, raw.session_claim.as_ref(), &key("session_claim"));
         if let Some(keys) = keys {
             out.push(ProviderConfig {
                 name: Arc::new(name),
@@ -97,6 +98,7 @@ pub(super) fn providers(
                 leeway,
                 roles_claim,
                 scopes_claim,
+                session_claim,
             });
         }
     }
@@ -311,6 +313,16 @@ fn claim_name(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, key: &str) -> Opti
         return None;
     }
     Some(name.clone())
+}
+
+/// A `session_claim`: a top-level claim name (read as a string).
+fn session_claim(ctx: &mut Ctx<'_>, v: Option<&Spanned<String>>, key: &str) -> Option<String> {
+    let v = v?;
+    if v.get_ref().trim().is_empty() {
+        ctx.problem(Some(v.span()), key, "must be a claim name, such as \"sid\"");
+        return None;
+    }
+    Some(v.get_ref().clone())
 }
 
 fn jwks(ctx: &mut Ctx<'_>, raw: &RawProvider, i: usize, location: JwksLocation) -> JwksConfig {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 
 use super::Parts;
 use crate::support::redis::RedisServer;
@@ -85,9 +85,19 @@ async fn a_redis_that_never_answers_is_the_same_as_one_that_is_down() {
         }
     });
     let parts = Parts::start().await;
-    let gw = parts
-        .gateway("", &policy_routes(&parts, &url, "100ms"))
-        .await;
+    let body = format!(
+        "{}{}",
+        parts.provider(),
+        policy_routes(&parts, &url, "100ms")
+    );
+    let gw = TestGateway::start(&body).await;
+    // Never ready: the revocation set cannot be loaded from a Redis that never answers.
+    // It serves all the same once the keys are in.
+    eventually(15, "keys loaded", async || {
+        let r = send(gw.admin, Method::GET, "/readyz", &[], "").await;
+        r.text() == r#"{"status":"waiting for the revocation set"}"#
+    })
+    .await;
     assert_policies_apply(&gw, &parts.token("erin")).await;
     let timeouts = r#"portcullis_rate_limit_store_errors_total{kind="timeout"}"#;
     assert!(gw.metric(timeouts).await >= 1.0);
