@@ -120,22 +120,55 @@ fn claims_from(issuer: &str, sub: &str) -> Value {
     c
 }
 
+/// A JWKS server, a discovery document naming it (answering, or 503 until told
+/// otherwise), an echo upstream and a gateway whose provider has only `discovery = true`
+/// and the `extra` lines.
+struct Rig {
+    key: SigningKey,
+    jwks: JwksServer,
+    idp: Discovery,
+    upstream: Upstream,
+    gw: TestGateway,
+}
+
+impl Rig {
+    async fn start(extra: &str, idp_up: bool) -> Rig {
+        let key = SigningKey::ed25519("k1");
+        let jwks = JwksServer::start(vec![key.jwk(None)]).await;
+        let idp = Discovery::start(&jwks.url()).await;
+        if !idp_up {
+            idp.set_status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let upstream = Upstream::start().await;
+        let gw = TestGateway::start(&format!(
+            "{}{}",
+            provider(&idp.issuer(), extra),
+            routes_toml(&upstream.url())
+        ))
+        .await;
+        Rig {
+            key,
+            jwks,
+            idp,
+            upstream,
+            gw,
+        }
+    }
+}
+
 async fn readyz(gw: &TestGateway) -> Resp {
     send(gw.admin, Method::GET, "/readyz", &[], "").await
 }
 
 #[tokio::test]
 async fn the_issuer_alone_is_enough_discovery_then_keys_then_the_backend() {
-    let key = SigningKey::ed25519("k1");
-    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
-    let idp = Discovery::start(&jwks.url()).await;
-    let upstream = Upstream::start().await;
-    let gw = TestGateway::start(&format!(
-        "{}{}",
-        provider(&idp.issuer(), "refresh_cooldown = \"1h\""),
-        routes_toml(&upstream.url())
-    ))
-    .await;
+    let Rig {
+        key,
+        jwks,
+        idp,
+        upstream,
+        gw,
+    } = Rig::start("refresh_cooldown = \"1h\"", true).await;
     gw.wait_ready().await;
 
     let token = key.mint(Alg::EdDSA, &claims_from(&idp.issuer(), "alice"));
@@ -261,16 +294,13 @@ async fn a_document_for_another_issuer_is_refused_until_it_is_fixed() {
 
 #[tokio::test]
 async fn a_document_that_turns_to_another_issuer_drops_the_keys() {
-    let key = SigningKey::ed25519("k1");
-    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
-    let idp = Discovery::start(&jwks.url()).await;
-    let upstream = Upstream::start().await;
-    let gw = TestGateway::start(&format!(
-        "{}{}",
-        provider(&idp.issuer(), "refresh_interval = \"100ms\""),
-        routes_toml(&upstream.url())
-    ))
-    .await;
+    let Rig {
+        key,
+        jwks: _jwks,
+        idp,
+        upstream: _upstream,
+        gw,
+    } = Rig::start("refresh_interval = \"100ms\"", true).await;
     gw.wait_ready().await;
     let token = key.mint(Alg::EdDSA, &claims_from(&idp.issuer(), "alice"));
     assert_eq!(gw.get_as("/api/x", &token).await.status, StatusCode::OK);
@@ -336,17 +366,13 @@ async fn a_moved_jwks_uri_is_followed_on_refresh() {
 
 #[tokio::test]
 async fn metadata_down_at_start_then_up_then_down_again() {
-    let key = SigningKey::ed25519("k1");
-    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
-    let idp = Discovery::start(&jwks.url()).await;
-    idp.set_status(StatusCode::SERVICE_UNAVAILABLE);
-    let upstream = Upstream::start().await;
-    let gw = TestGateway::start(&format!(
-        "{}{}",
-        provider(&idp.issuer(), "refresh_interval = \"100ms\""),
-        routes_toml(&upstream.url())
-    ))
-    .await;
+    let Rig {
+        key,
+        jwks,
+        idp,
+        upstream,
+        gw,
+    } = Rig::start("refresh_interval = \"100ms\"", false).await;
     let token = key.mint(Alg::EdDSA, &claims_from(&idp.issuer(), "alice"));
 
     // Down at start: not ready, tokens wait for keys, nothing fetched from the JWKS.
@@ -380,16 +406,13 @@ async fn metadata_down_at_start_then_up_then_down_again() {
 
 #[tokio::test]
 async fn a_flood_of_unknown_kids_reads_the_metadata_at_most_once_per_cooldown() {
-    let key = SigningKey::ed25519("k1");
-    let jwks = JwksServer::start(vec![key.jwk(None)]).await;
-    let idp = Discovery::start(&jwks.url()).await;
-    let upstream = Upstream::start().await;
-    let gw = TestGateway::start(&format!(
-        "{}{}",
-        provider(&idp.issuer(), "refresh_cooldown = \"1h\""),
-        routes_toml(&upstream.url())
-    ))
-    .await;
+    let Rig {
+        key,
+        jwks,
+        idp,
+        upstream,
+        gw,
+    } = Rig::start("refresh_cooldown = \"1h\"", true).await;
     gw.wait_ready().await;
     let (disc, keys) = (idp.hits(), jwks.hits());
     let stranger = SigningKey::ed25519_other("x");
