@@ -183,10 +183,11 @@ def start_web(
     audience: str | None = None,
     public_url: str | None = None,
     extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> WebApp:
     """`public_url`: where browsers reach the app (the gateway's URL in edge mode);
-    defaults to the app's own address."""
-    port = free_port()
+    defaults to the app's own address. `port`: a free port picked beforehand."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **_base_env(),

@@ -1,6 +1,7 @@
 import { betterAuth, type BetterAuthOptions } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
 import { admin, bearer, jwt } from "better-auth/plugins";
+import { oauthProvider } from "@better-auth/oauth-provider";
 import { configFromEnv, keyPairConfigFor } from "./config";
 
 function buildOptions() {
@@ -31,6 +32,9 @@ function buildOptions() {
           ...(cfg.audience ? { audience: cfg.audience } : {}),
         },
       }),
+      // OIDC_DISCOVERY=1: an OpenID provider whose discovery document names the jwt
+      // plugin's issuer and JWKS, so a gateway can be configured by discovery alone.
+      ...(cfg.oidcDiscovery ? [oauthProvider({ loginPage: "/", consentPage: "/" })] : []),
     ],
   };
 }

@@ -80,7 +80,17 @@ export function configFromEnv() {
     gatewayUrl: (optionalString("GATEWAY_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, ""),
     sessionCookieCache: sessionCookieCacheFromEnv(),
     pageMode: pageModeFromEnv(),
+    oidcDiscovery: oidcDiscoveryFromEnv(),
   };
+}
+
+// OIDC_DISCOVERY=1 adds Better Auth's OAuth provider plugin, which publishes an OpenID
+// discovery document at {JWT_ISSUER}/.well-known/openid-configuration (set JWT_ISSUER
+// to {BETTER_AUTH_URL}/api/auth). Unset or 0: no such document, as before.
+function oidcDiscoveryFromEnv(): boolean {
+  const raw = optionalString("OIDC_DISCOVERY") ?? "0";
+  if (raw !== "0" && raw !== "1") throw new Error(`OIDC_DISCOVERY must be 0 or 1, got "${raw}"`);
+  return raw === "1";
 }
 
 // How the task page reaches the task service:
