@@ -95,6 +95,18 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         )
     )
 
+    pp = v("public", "portcullis", "cpu_us_per_req")
+    out.append(
+        (
+            "Public route, access logs off: Portcullis CPU/request ≤ 1.2 × nginx",
+            f"{fmt(pp, 1)} µs vs nginx {fmt(ng, 1)} µs = {ratio(pp, ng)}"
+            + noisy(("public", "portcullis"), ("public", "nginx"))
+            if pp and ng
+            else "not measured",
+            None if not (pp and ng) else pp <= 1.2 * ng,
+        )
+    )
+
     def throughput(scenario: str, factor: float, label: str) -> None:
         p, e = v(scenario, "portcullis", "rps"), v(scenario, "envoy", "rps")
         pcpu, ecpu = v(scenario, "portcullis", "cpu_us_per_req"), v(scenario, "envoy", "cpu_us_per_req")
@@ -133,6 +145,27 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
                 None if p is None or n is None else p - n <= 1.0,
             )
         )
+
+    for scenario in ("conns-1k", "conns-10k"):
+        p, n = v(scenario, "portcullis", "p99_ms"), v(scenario, "nginx", "p99_ms")
+        errs = v(scenario, "portcullis", "errors") or {}
+        bad = sum(errs.values()) + (v(scenario, "portcullis", "unexpected_status") or 0)
+        label = f"{scenario.split('-')[1]} keep-alive connections: p99 ≤ 1.5 × nginx's p99, zero errors"
+        if p is None or n is None:
+            out.append((label, "not measured", None))
+            continue
+        fig = f"{fmt(p, 1)} ms vs nginx {fmt(n, 1)} ms = {ratio(p, n)}; {fmt(bad)} errors"
+        out.append((label, fig + noisy((scenario, "portcullis"), (scenario, "nginx")), p <= 1.5 * n and bad == 0))
+
+    for scenario in ("download", "upload"):
+        pm, nm = v(scenario, "portcullis", "mb_per_s"), v(scenario, "nginx", "mb_per_s")
+        pc_, nc_ = v(scenario, "portcullis", "cpu_s"), v(scenario, "nginx", "cpu_s")
+        label = f"100 MiB {scenario}: MB/s ≥ nginx's, CPU ≤ 1.5 × nginx's"
+        if not (pm and nm and pc_ is not None and nc_):
+            out.append((label, "not measured", None))
+            continue
+        fig = f"{fmt(pm, 0)} vs nginx {fmt(nm, 0)} MB/s; CPU {pc_:.2f} vs {nc_:.2f} s = {ratio(pc_, nc_)}"
+        out.append((label, fig + noisy((scenario, "portcullis"), (scenario, "nginx")), pm >= nm and pc_ <= 1.5 * nc_))
 
     base_cpu, base_p99 = v("eddsa-repeat", "portcullis", "cpu_us_per_req"), v("eddsa-repeat", "portcullis", "p99_ms")
     for scenario, cpu_max, p99_max in (("eddsa-limit-local", 1.0, None), ("eddsa-limit-redis", 10.0, 1.0)):
