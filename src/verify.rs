@@ -280,7 +280,9 @@ impl Authenticator {
         // Cheap claim checks first: an expired token never costs a signature check, and
         // never makes the gateway fetch keys for its `kid`.
         let valid_until = check_claims(&t.claims, &provider.config, profile)?;
+        let mut cookie_session = None;
         if profile == Profile::Session {
+            cookie_session = session_id(&t.claims);
             t.claims = t.claims.session_view()?;
         }
         let user_id = subject_header(&t.claims)?;
@@ -317,13 +319,17 @@ impl Authenticator {
             }
         };
 
+        let mut marks = Marks::of(&t.claims, provider.config.session_claim.as_deref());
+        if cookie_session.is_some() {
+            marks.session = cookie_session;
+        }
         Ok(Identity {
             provider: index,
             user_id,
             claim_headers: self.claim_headers(&t.claims),
             scopes: t.claims.scopes(provider.config.scopes_claim.as_deref()),
             roles: t.claims.roles(provider.config.roles_claim.as_deref()),
-            marks: Marks::of(&t.claims, provider.config.session_claim.as_deref()),
+            marks,
             limit_claims: crate::limit::claim_values(&self.limit_claims, &t.claims.all),
             key,
             valid_until,
@@ -340,6 +346,14 @@ impl Authenticator {
             })
             .collect()
     }
+}
+
+/// The id of the session a Better Auth session cookie belongs to (`session.id`): what a
+/// revocation by session names, as the `session_claim` of the app's JWTs does. The
+/// cookie's own `sid` is the session's token, a credential, and is never read as one.
+fn session_id(claims: &Claims) -> Option<Box<str>> {
+    let id = claims.all.get("session")?.get("id")?.as_str()?;
+    (!id.is_empty()).then(|| Box::from(id))
 }
 
 async fn find_key(

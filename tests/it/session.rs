@@ -704,3 +704,45 @@ token_sources = [{{ cookie = "__Host-access_token" }}, "authorization"]
         ]
     );
 }
+
+/// A revocation by session reaches the cookie of that session (by `session.id`, the id
+/// the app's JWTs carry as their session claim), even once cached, and no other session;
+/// the cookie's `sid` (the session's token) names nothing. A revoked user's cookie too.
+#[tokio::test]
+async fn a_revoked_session_or_user_is_refused_by_cookie_too() {
+    let e = Edge::start().await;
+    let cookie = |user: &str| format!("{COOKIE}={}", e.session(user));
+    let (alice, bob) = (cookie("alice"), cookie("bob"));
+    // Issued before the revocation below (which names whole seconds).
+    let mut earlier = session_claims("carol");
+    earlier["iat"] = json!(now() - 2);
+    let carol = format!("{COOKIE}={}", mint_session(&e.key, SESSION_TYP, &earlier));
+    for c in [&alice, &bob, &carol] {
+        let r = e.send(Method::GET, "/api/tasks", &[("cookie", c)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+
+    let by_token = crate::revoke::revoke(e.gw.admin, &json!({ "sid": sid("alice") })).await;
+    assert_eq!(by_token.status, StatusCode::NO_CONTENT);
+    let r = e
+        .send(Method::GET, "/api/tasks", &[("cookie", &alice)])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "the session token is not its id");
+
+    let by_id = crate::revoke::revoke(e.gw.admin, &json!({ "sid": "sess-alice" })).await;
+    assert_eq!(by_id.status, StatusCode::NO_CONTENT);
+    let by_user = crate::revoke::revoke(e.gw.admin, &json!({ "sub": "carol" })).await;
+    assert_eq!(by_user.status, StatusCode::NO_CONTENT);
+    for (c, want) in [
+        (&alice, StatusCode::UNAUTHORIZED),
+        (&bob, StatusCode::OK),
+        (&carol, StatusCode::UNAUTHORIZED),
+    ] {
+        let r = e.send(Method::GET, "/api/tasks", &[("cookie", c)]).await;
+        assert_eq!(r.status, want, "{}", r.text());
+        if want == StatusCode::UNAUTHORIZED {
+            let challenge = r.header("www-authenticate").unwrap_or_default();
+            assert!(challenge.contains("revoked"), "{challenge}");
+        }
+    }
+}
