@@ -162,7 +162,7 @@ async function signUp(person) {
   await page.getByLabel("Email").fill(person.email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign up", exact: true }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
   await page.getByText("No tasks yet.").waitFor();
 }
 
@@ -263,7 +263,7 @@ scenario("edge mode: signing out ends access at once for requests that carry onl
   await expectTitles(b, ["Fix bike"]);
 
   // Sign out on the page: the cookies are gone and a cookie-only call is refused at once.
-  await b.getByRole("button", { name: "Sign out" }).click();
+  await b.getByRole("button", { name: "Sign out", exact: true }).click();
   await b.getByLabel("Email").waitFor();
   assert.equal(await cookie(bob, SESSION_DATA), undefined);
   assert.equal(await cookie(bob, SESSION_TOKEN), undefined);
