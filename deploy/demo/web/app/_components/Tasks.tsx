@@ -258,12 +258,17 @@ export function Tasks({ mode, gatewayUrl, user, onSignOut, onSignOutEverywhere, 
               Signed in as <strong>{user.name || user.email}</strong>
             </span>
             {user.name && user.name !== user.email && <span className="muted small">{user.email}</span>}
+            <button
+              type="button"
+              className="link small"
+              onClick={() => void signOutEverywhere()}
+              disabled={signingOut}
+            >
+              Sign out everywhere
+            </button>
           </span>
           <button type="button" onClick={() => void signOut()} disabled={signingOut}>
             Sign out
-          </button>
-          <button type="button" onClick={() => void signOutEverywhere()} disabled={signingOut}>
-            Sign out everywhere
           </button>
         </div>
       </header>
