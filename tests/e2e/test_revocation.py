@@ -28,7 +28,8 @@ def stack(workdir):
 
 @pytest.fixture(scope="module")
 def person(stack) -> dict:
-    """One person; the tests sign them in again and again (3 sign-ins per 10 s)."""
+    """One person, signed in again and again (Better Auth allows 3 sign-ins per 10 s),
+    and what the tests pass on to the next one."""
     return {"first": sign_up(stack.web, label="everywhere")}
 
 
@@ -146,7 +147,7 @@ def admin(stack) -> User:
         return User(ADMIN_EMAIL, ADMIN_PASSWORD, body["token"], body["user"]["id"], httpx.Cookies(client.cookies))
 
 
-def test_a_banned_user_is_refused_at_once(stack, admin):
+def test_a_banned_user_is_refused_at_once(stack, person, admin):
     user = sign_up(stack.web, label="banned")
     user_jwt = jwt_via_cookie(stack.web, user)
     assert gateway_answer(stack, user_jwt).status_code == 200
@@ -158,7 +159,7 @@ def test_a_banned_user_is_refused_at_once(stack, admin):
     assert_revoked(stack, user_jwt)
     # The admin's own tokens are not affected.
     assert gateway_answer(stack, jwt_via_cookie(stack.web, admin)).status_code == 200
-    admin.banned = user.user_id
+    person["banned"] = user.user_id
 
 
 def test_without_the_gateway_sign_out_everywhere_and_ban_fail_visibly(stack, person, admin):
@@ -172,7 +173,7 @@ def test_without_the_gateway_sign_out_everywhere_and_ban_fail_visibly(stack, per
         assert client.get(f"{stack.web.url}/api/auth/token").status_code == 200, "the session ended anyway"
 
     # A ban (the user is banned already, with no session left): the admin is told.
-    again = auth_post(stack, admin, "/admin/ban-user", {"userId": admin.banned})
+    again = auth_post(stack, admin, "/admin/ban-user", {"userId": person["banned"]})
     assert again.status_code == 503, again.text
     assert again.json()["code"] == "GATEWAY_REVOCATION_FAILED"
     assert "try again" in again.json()["message"]
