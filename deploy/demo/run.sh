@@ -183,6 +183,7 @@ start web "$LOG_DIR/web.log" env \
   DATABASE_URL="${WEB_DATABASE_URL:-file:$STATE_DIR/auth.db}" \
   JWT_ALG="${JWT_ALG:-EdDSA}" JWT_EXPIRATION="${JWT_EXPIRATION:-15m}" \
   GATEWAY_URL="$GATEWAY_URL" DEMO_ADMIN_EMAILS="${DEMO_ADMIN_EMAILS:-}" \
+  PORTCULLIS_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" \
   bash -c 'cd "$1" && exec node node_modules/next/dist/bin/next start -H 127.0.0.1 -p "$2"' _ "$WEB_DIR" "$WEB_PORT"
 WEB_PID=$!
 

@@ -162,7 +162,7 @@ async function signUp(person) {
   await page.getByLabel("Email").fill(person.email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign up", exact: true }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
   await page.getByText("No tasks yet.").waitFor();
 }
 
@@ -263,7 +263,7 @@ scenario("edge mode: signing out ends access at once for requests that carry onl
   await expectTitles(b, ["Fix bike"]);
 
   // Sign out on the page: the cookies are gone and a cookie-only call is refused at once.
-  await b.getByRole("button", { name: "Sign out" }).click();
+  await b.getByRole("button", { name: "Sign out", exact: true }).click();
   await b.getByLabel("Email").waitFor();
   assert.equal(await cookie(bob, SESSION_DATA), undefined);
   assert.equal(await cookie(bob, SESSION_TOKEN), undefined);
@@ -311,4 +311,48 @@ scenario("edge mode: a form on another origin posting with the person's cookie i
   assert.equal(await stack.serviceRequestCount(), before, "the forged request reached the task service");
   await a.reload();
   await expectTitles(a, ["Write report", "After the cookie expired"]);
+});
+
+scenario("edge mode: sign out everywhere refuses another browser's unexpired session cookie at once", async () => {
+  const a = alice.page;
+  // Alice signs in a second time, in another browser.
+  const phone = await open({ label: "alice-phone", name: alice.name, email: alice.email });
+  const p = phone.page;
+  await p.goto(stack.pageUrl);
+  await p.getByLabel("Email").fill(alice.email);
+  await p.getByLabel("Password").fill(password);
+  await p.getByRole("button", { name: "Sign in", exact: true }).click();
+  await expectTitles(p, ["Write report", "After the cookie expired"]);
+  const phoneCookie = await cookie(phone, SESSION_DATA);
+  assert.ok(phoneCookie, "no signed session cookie on the phone");
+  const cookieOnlyCall = () =>
+    p.evaluate(async () => {
+      const response = await fetch("/api/tasks");
+      return { status: response.status, error: (await response.json()).error ?? null };
+    });
+  assert.equal((await cookieOnlyCall()).status, 200);
+
+  await a.reload();
+  await a.getByRole("button", { name: "Sign out everywhere" }).click();
+  await a.getByText("You are signed out on every device.").waitFor();
+  await a.getByLabel("Email").waitFor();
+  await expectNoError(a);
+
+  // The phone still holds its signed cookie, which has not expired, yet the gateway
+  // refuses it within a second (polled): revoked, not missing or expired.
+  let answer;
+  await waitUntil("the gateway to refuse the phone's cookie", async () => (answer = await cookieOnlyCall()).status === 401,
+    { timeout: 1000, interval: 50 });
+  assert.equal(answer.error, "invalid_token");
+  assert.equal(await cookie(phone, SESSION_DATA), phoneCookie);
+  const { exp } = JSON.parse(Buffer.from(phoneCookie.split(".")[1], "base64url").toString());
+  assert.ok(exp > Date.now() / 1000, "the cookie had expired: the test proves nothing");
+
+  // The phone's page shows the signed-out state on its next call, not an error.
+  await newTaskForm(p).getByLabel("Title").fill("Written after signing out everywhere");
+  await newTaskForm(p).getByRole("button", { name: "Add task" }).click();
+  await p.getByText("Your session has ended. Please sign in again.").waitFor();
+  await p.getByLabel("Email").waitFor();
+  await expectNoError(p);
+  assertNoTokenSent(phone);
 });

@@ -140,6 +140,8 @@ jwks_url = "${webUrl}/api/auth/jwks"
 leeway = "${leeway}"
 refresh_interval = "5m"
 refresh_cooldown = "1s"
+# The web app's JWTs name their session in "sid": ending one session revokes its tokens.
+session_claim = "sid"
 
 [[routes]]
 name = "tasks"
@@ -156,6 +158,10 @@ roles = ["admin"]
 
 [cors]
 allowed_origins = ["${webUrl}"]
+
+# The web app sends POST /revoke here when sessions end (one gateway: no [redis]).
+[revocation]
+max_token_lifetime = "15m"
 
 [identity]
 user_id_header = "X-User-Id"
@@ -179,6 +185,8 @@ jwks_url = "${webUrl}/api/auth/jwks"
 leeway = "${leeway}"
 refresh_interval = "5m"
 refresh_cooldown = "1s"
+# The web app's JWTs name their session in "sid": ending one session revokes its tokens.
+session_claim = "sid"
 
 [cookies]
 trusted_origins = ["${gatewayUrl}"]
@@ -211,6 +219,10 @@ prefix = "/"
 upstream = "${webUrl}"
 auth = "public"
 auth_server = true
+
+# The web app sends POST /revoke here when sessions end (one gateway: no [redis]).
+[revocation]
+max_token_lifetime = "15m"
 
 [identity]
 user_id_header = "X-User-Id"
@@ -266,6 +278,7 @@ export async function startStack(workdir, { jwtLifetime, leeway, adminEmails, ed
           JWT_EXPIRATION: jwtLifetime,
           GATEWAY_URL: stack.gatewayUrl,
           DEMO_ADMIN_EMAILS: adminEmails.join(","),
+          PORTCULLIS_ADMIN_URL: stack.adminUrl,
           ...edgeEnv,
         },
       },

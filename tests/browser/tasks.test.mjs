@@ -182,7 +182,7 @@ async function signUp(person) {
   await page.getByLabel("Email").fill(person.email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign up", exact: true }).click();
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
   await page.getByText("No tasks yet.").waitFor();
   person.userId = claimsOf(person.tokens.at(-1)).sub;
 }
@@ -281,7 +281,7 @@ scenario("two people each manage only their own tasks, and a reload shows what w
 
   // Readable on a phone-width window: nothing sticks out sideways.
   await a.setViewportSize({ width: 375, height: 760 });
-  await a.getByRole("button", { name: "Sign out" }).waitFor();
+  await a.getByRole("button", { name: "Sign out", exact: true }).waitFor();
   const overflow = await a.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 375px window`);
   await a.setViewportSize({ width: 1000, height: 860 });
@@ -399,7 +399,7 @@ scenario("signing out returns to sign-in and leaves nothing of the JWT in the pa
   const signedIn = await storage();
   for (const [where, text] of Object.entries(signedIn)) assert.ok(!holdsJwt(text), `a JWT in ${where} while signed in`);
 
-  await b.getByRole("button", { name: "Sign out" }).click();
+  await b.getByRole("button", { name: "Sign out", exact: true }).click();
   await b.getByLabel("Email").waitFor();
   await b.getByLabel("Password").waitFor();
   assert.equal(await b.getByRole("list", { name: "Tasks" }).count(), 0);
@@ -467,4 +467,104 @@ scenario("when the task service or Portcullis stops, the page says so plainly an
   await a.reload();
   await expectTitles(a, expected);
   await expectNoError(a);
+});
+
+// --- revocation: ending sessions reaches the gateway --------------------------------------
+
+async function signIn(person) {
+  const { page } = person;
+  await page.goto(stack.webUrl);
+  await page.getByLabel("Email").fill(person.email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).waitFor();
+}
+
+/** The gateway's answer to `token` on GET /api/tasks, asked from here (not a page). */
+async function gatewayAnswer(token) {
+  const response = await fetch(`${stack.gatewayUrl}/api/tasks`, { headers: { Authorization: `Bearer ${token}` } });
+  await response.body?.cancel();
+  return { status: response.status, challenge: response.headers.get("www-authenticate") ?? "" };
+}
+
+/**
+ * The newest JWT a page holds is refused by the gateway within a second (polled), while
+ * it has not expired: the refusal is the revocation, not the clock.
+ */
+async function expectRevoked(person) {
+  const token = person.tokens.at(-1);
+  assert.ok(token, `${person.label}'s page holds no JWT`);
+  let answer;
+  await waitUntil(
+    `the gateway to refuse ${person.label}'s JWT`,
+    async () => (answer = await gatewayAnswer(token)).status === 401,
+    { timeout: 1000, interval: 50 },
+  ).catch((err) => {
+    throw new Error(`${err.message}; last answer ${answer?.status}`);
+  });
+  assert.match(answer.challenge, /error="invalid_token"/);
+  assert.match(answer.challenge, /error_description="revoked"/);
+  assert.ok(claimsOf(token).exp > Date.now() / 1000, "the JWT had expired: the test proves nothing");
+}
+
+/** The page's next call is refused; it shows the signed-out state, not an error. */
+async function expectSignedOutOnNextCall(person, title) {
+  const { page } = person;
+  await newTaskForm(page).getByLabel("Title").fill(title);
+  await newTaskForm(page).getByRole("button", { name: "Add task" }).click();
+  await page.getByText("Your session has ended. Please sign in again.").waitFor();
+  await page.getByLabel("Email").waitFor();
+  await expectNoError(page);
+  assert.ok(person.gateway.includes("POST /api/tasks 401"), `no refused call: ${person.gateway.join(", ")}`);
+  assert.ok(!person.gateway.includes("POST /api/tasks 201"), "the write went through");
+}
+
+scenario("sign out everywhere: another browser's unexpired JWT is refused at once", async () => {
+  // Dave signs in twice, in two browsers (each with its own cookies and storage).
+  const dave = await open({ label: "dave", name: "Dave Example", email: "dave@example.com" });
+  await signUp(dave);
+  await addTask(dave.page, "Pack for the trip");
+  const laptop = await open({ label: "dave-laptop", name: dave.name, email: dave.email });
+  await signIn(laptop);
+  await expectTitles(laptop.page, ["Pack for the trip"]);
+  assert.equal(claimsOf(laptop.tokens.at(-1)).sub, dave.userId);
+  assert.notEqual(claimsOf(laptop.tokens.at(-1)).sid, claimsOf(dave.tokens.at(-1)).sid, "one session for both");
+  assert.deepEqual(await gatewayAnswer(laptop.tokens.at(-1)), { status: 200, challenge: "" });
+  laptop.gateway.length = 0;
+
+  const d = dave.page;
+  await d.getByRole("button", { name: "Sign out everywhere" }).click();
+  // This browser is signed out, and says why.
+  await d.getByText("You are signed out on every device.").waitFor();
+  await d.getByLabel("Email").waitFor();
+  await expectNoError(d);
+  assert.equal(await d.evaluate(async () => (await fetch("/api/auth/token")).status), 401);
+
+  await expectRevoked(laptop);
+  await expectSignedOutOnNextCall(laptop, "Written after signing out everywhere");
+});
+
+scenario("an admin bans a user: that user's open page is refused at once", async () => {
+  const c = carol.page;
+  await c.reload();
+  await expectTitles(c, ["Round 1", "Round 2", "Round 3"]);
+  // A JWT of Carol's session minted just now (her page's clock runs behind: it may hold
+  // an older one, which it would replace on a refusal anyway).
+  assert.equal(await c.evaluate(async () => (await fetch("/api/auth/token")).status), 200);
+  assert.equal((await gatewayAnswer(carol.tokens.at(-1))).status, 200);
+  carol.gateway.length = 0;
+
+  const banned = await alice.context.request.post(`${stack.webUrl}/api/auth/admin/ban-user`, {
+    headers: { Origin: stack.webUrl },
+    data: { userId: carol.userId, banReason: "browser test" },
+  });
+  assert.equal(banned.status(), 200, await banned.text());
+
+  await expectRevoked(carol);
+  await expectSignedOutOnNextCall(carol, "Written after the ban");
+  // The admin is not affected.
+  await alice.page.reload();
+  await expectTitles(alice.page, ["Buy milk", "Review the gateway config", "Book train tickets",
+    "Written while the task service is down", "Written while Portcullis is down"]);
+  await expectNoError(alice.page);
 });

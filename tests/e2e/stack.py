@@ -286,12 +286,18 @@ audiences = ["{web.url}"]
 leeway = "{leeway}"
 refresh_interval = "5m"
 refresh_cooldown = "{refresh_cooldown}"
+# The web app's JWTs name their session in `sid`; ending a session revokes its tokens.
+session_claim = "sid"
 
 [[routes]]
 name = "tasks"
 prefix = "/api/tasks"
 upstream = "{tasks.url}"
 auth = "required"
+
+# The web app sends POST /revoke to the admin listener when sessions end.
+[revocation]
+max_token_lifetime = "15m"
 
 [identity]
 user_id_header = "X-User-Id"
@@ -316,6 +322,7 @@ jwks_url = "{web.jwks_url}"
 audiences = ["{public}"]
 leeway = "1s"
 refresh_cooldown = "1s"
+session_claim = "sid"
 
 [cookies]
 trusted_origins = ["{public}"]
@@ -341,6 +348,10 @@ upstream = "{web.url}"
 auth = "public"
 auth_server = true
 
+# The web app sends POST /revoke to the admin listener when sessions end.
+[revocation]
+max_token_lifetime = "15m"
+
 [identity]
 user_id_header = "X-User-Id"
 claim_headers = {{ email = "X-User-Email" }}
@@ -355,13 +366,14 @@ def start_gateway(
     tasks: TaskService,
     leeway: str = "1s",
     refresh_cooldown: str = "1s",
-    edge_ports: tuple[int, int] | None = None,
+    ports: tuple[int, int] | None = None,
+    edge: bool = False,
 ) -> Gateway:
-    """`edge_ports`: the (listen, admin) ports of an edge-mode gateway, picked before
-    the web app started (it must know its public URL)."""
-    listen_port, admin_port = edge_ports or (free_port(), free_port())
+    """`ports`: the (listen, admin) ports, when picked before the web app started (it
+    must know the admin URL, and in edge mode its public URL). `edge`: edge mode."""
+    listen_port, admin_port = ports or (free_port(), free_port())
     config_path = workdir / f"{name}-portcullis.toml"
-    if edge_ports:
+    if edge:
         config_text = edge_gateway_config(listen_port=listen_port, admin_port=admin_port, web=web, tasks=tasks)
     else:
         config_text = gateway_config(
@@ -423,14 +435,21 @@ def start_stack(
     seconds with its JWT keys)."""
     workdir.mkdir(parents=True, exist_ok=True)
     started: list[Process] = []
+    # The gateway's ports come first: the web app tells its admin listener about
+    # sessions that end (PORTCULLIS_ADMIN_URL), and in edge mode the gateway is its URL.
+    gateway_ports = (free_port(), free_port())
+    web_options["extra_env"] = {
+        **(web_options.get("extra_env") or {}),
+        "PORTCULLIS_ADMIN_URL": f"http://127.0.0.1:{gateway_ports[1]}",
+    }
     edge_ports = None
     if edge_cookie_max_age is not None:
-        edge_ports = (free_port(), free_port())
+        edge_ports = gateway_ports
         web_options["public_url"] = f"http://127.0.0.1:{edge_ports[0]}"
-        web_options["extra_env"] = {
+        web_options["extra_env"].update({
             "SESSION_COOKIE_CACHE": "jwt",
             "SESSION_COOKIE_MAX_AGE": str(edge_cookie_max_age),
-        }
+        })
     try:
         web = start_web(workdir, name=name, **web_options)
         started.append(web.proc)
@@ -445,7 +464,8 @@ def start_stack(
             tasks=tasks,
             leeway=leeway,
             refresh_cooldown=refresh_cooldown,
-            edge_ports=edge_ports,
+            ports=gateway_ports,
+            edge=edge_ports is not None,
         )
         started.append(gateway.proc)
         wait_http_ok(f"{gateway.admin_url}/readyz", proc=gateway.proc, timeout=30)

@@ -3,6 +3,7 @@ import { getMigrations } from "better-auth/db/migration";
 import { admin, bearer, jwt } from "better-auth/plugins";
 import { oauthProvider } from "@better-auth/oauth-provider";
 import { configFromEnv, keyPairConfigFor } from "./config";
+import { afterUserSessionsEnded, beforeSessionDelete } from "./revocation";
 
 function buildOptions() {
   const cfg = configFromEnv();
@@ -23,10 +24,13 @@ function buildOptions() {
         jwt: {
           expirationTime: cfg.expirationTime,
           // What the gateway and the page need, nothing more (`sub` is the user id).
-          definePayload: ({ user }) => ({
+          // `sid` names the session (its id, never its token): the gateway's
+          // session_claim, so ending one session revokes exactly its tokens.
+          definePayload: ({ user, session }) => ({
             email: user.email,
             name: user.name,
             role: typeof user.role === "string" && user.role ? user.role : "user",
+            sid: session.id,
           }),
           ...(cfg.issuer ? { issuer: cfg.issuer } : {}),
           ...(cfg.audience ? { audience: cfg.audience } : {}),
@@ -81,7 +85,14 @@ async function createAuth() {
       ? { session: { cookieCache: { enabled: true, strategy: "jwt" as const, ...cfg.sessionCookieCache } } }
       : {}),
     plugins,
+    // Ending sessions reaches the gateway (lib/revocation.ts): every deleted session is
+    // revoked there before its row goes, and a sign-out everywhere or a ban once more
+    // after all of them are gone.
+    hooks: { after: afterUserSessionsEnded },
     databaseHooks: {
+      session: {
+        delete: { before: beforeSessionDelete },
+      },
       user: {
         create: {
           // A new account whose email is in DEMO_ADMIN_EMAILS starts as an admin.

@@ -17,6 +17,21 @@ export function TaskApp({ mode, gatewayUrl }: { mode: GatewayMode; gatewayUrl: s
     refetch();
   }
 
+  // Ends every session of this person (Better Auth's revokeSessions); the web app tells
+  // the gateway, so the JWTs other browsers hold are refused at once. False: nothing
+  // was confirmed, the page says so and the person can try again.
+  async function signOutEverywhere(): Promise<boolean> {
+    const { error } = await authClient.revokeSessions().catch(() => ({ error: true }));
+    if (error) {
+      refetch();
+      return false;
+    }
+    forgetToken();
+    setNotice("You are signed out on every device.");
+    refetch();
+    return true;
+  }
+
   // The gateway refused a fresh token too, or Better Auth no longer knows the session:
   // end the session for good, so the page and the server agree on "signed out".
   async function sessionEnded() {
@@ -54,6 +69,7 @@ export function TaskApp({ mode, gatewayUrl }: { mode: GatewayMode; gatewayUrl: s
       // `role` comes from Better Auth's admin plugin (the client here does not declare it).
       user={{ name: session.user.name, email: session.user.email, role: (session.user as { role?: string }).role }}
       onSignOut={signOut}
+      onSignOutEverywhere={signOutEverywhere}
       onSessionEnded={() => void sessionEnded()}
     />
   );

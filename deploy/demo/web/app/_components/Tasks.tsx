@@ -33,6 +33,7 @@ type Props = {
   gatewayUrl: string;
   user: { name: string; email: string; role?: string };
   onSignOut: () => Promise<void>;
+  onSignOutEverywhere: () => Promise<boolean>;
   onSessionEnded: () => void;
 };
 
@@ -49,7 +50,7 @@ function hasAdminRole(role: string | undefined) {
     .includes("admin");
 }
 
-export function Tasks({ mode, gatewayUrl, user, onSignOut, onSessionEnded }: Props) {
+export function Tasks({ mode, gatewayUrl, user, onSignOut, onSignOutEverywhere, onSessionEnded }: Props) {
   const gateway = useMemo(() => createGateway(mode, gatewayUrl), [mode, gatewayUrl]);
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
@@ -224,6 +225,18 @@ export function Tasks({ mode, gatewayUrl, user, onSignOut, onSessionEnded }: Pro
     }
   }
 
+  async function signOutEverywhere() {
+    setSigningOut(true);
+    try {
+      if (!(await onSignOutEverywhere())) {
+        setUnavailable(false);
+        setProblem("We couldn't sign you out everywhere. Please try again.");
+      }
+    } finally {
+      setSigningOut(false);
+    }
+  }
+
   const visible = (tasks ?? []).filter((t) =>
     filter === "all" ? true : filter === "active" ? !t.completed : t.completed,
   );
@@ -245,6 +258,14 @@ export function Tasks({ mode, gatewayUrl, user, onSignOut, onSessionEnded }: Pro
               Signed in as <strong>{user.name || user.email}</strong>
             </span>
             {user.name && user.name !== user.email && <span className="muted small">{user.email}</span>}
+            <button
+              type="button"
+              className="link small"
+              onClick={() => void signOutEverywhere()}
+              disabled={signingOut}
+            >
+              Sign out everywhere
+            </button>
           </span>
           <button type="button" onClick={() => void signOut()} disabled={signingOut}>
             Sign out
