@@ -184,3 +184,30 @@ def test_signing_out_ends_access_for_cookie_requests_at_once(bob):
     after = page.fetch("GET", "/api/tasks")
     assert after.status_code == 401
     assert after.json()["error"] == "session_missing"
+
+
+def test_a_copied_cookie_of_a_signed_out_session_is_refused_at_once(edge, alice):
+    """Signing out revokes the session at the gateway (the web app's hook sends its id),
+    so a copy of its still-valid session cookie, taken before, stops working at once
+    instead of living out the cookie cache's max age."""
+    page = alice
+    assert isinstance(titles(page), list)  # renews the cookie if it has expired
+    copied = page.cookie(SESSION_DATA)
+    assert copied
+    thief = http_client(base_url=edge.gateway.url)
+    headers = {"Cookie": f"{SESSION_DATA}={copied}", "Sec-Fetch-Site": "same-origin"}
+    try:
+        assert thief.get("/api/tasks", headers=headers).status_code == 200
+        assert page.fetch("POST", "/api/auth/sign-out", json={}).status_code == 200
+        last = {}
+
+        def refused() -> bool:
+            last["r"] = thief.get("/api/tasks", headers=headers)
+            return last["r"].status_code == 401
+
+        wait_until("the copied cookie to be refused", refused, timeout=1.0, interval=0.05)
+        assert "revoked" in last["r"].headers.get("www-authenticate", "")
+        # Not because it expired: the cookie itself is still within its lifetime.
+        assert jwt_claims(copied)["exp"] > time.time()
+    finally:
+        thief.close()
