@@ -47,7 +47,8 @@ struct RevokeArgs {
     /// Refuse this user's (`sub`) tokens issued before --before.
     #[arg(long, group = "what")]
     sub: Option<String>,
-    /// With --sub: Unix time in seconds; tokens issued before it are refused. Default: now.
+    /// With --sub: Unix time in seconds; tokens issued before it are refused. Default: the next second
+    /// (every token issued up to now).
     #[arg(long, requires = "sub")]
     before: Option<i64>,
     /// Refuse the token with this `jti`.

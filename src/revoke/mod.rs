@@ -67,7 +67,10 @@ impl Entry {
     pub fn new(kind: Kind, id: String, before: Option<i64>, keep: Duration) -> Entry {
         let keep = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX / 2);
         let from = match kind {
-            Kind::Sub => before.unwrap_or_else(unix_now),
+            // Without a time: every token issued up to now. `iat` is in whole seconds and
+            // a token of this very second may predate the call, so the default is the next
+            // second (a sign-in in the same second needs a new token a moment later).
+            Kind::Sub => before.unwrap_or_else(|| unix_now() + 1),
             Kind::Jti | Kind::Sid => unix_now(),
         };
         Entry {

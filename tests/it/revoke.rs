@@ -92,15 +92,22 @@ async fn a_revoked_user_is_refused_at_once_even_with_a_cached_token_and_a_new_si
 }
 
 #[tokio::test]
-async fn before_defaults_to_now() {
+async fn before_defaults_to_every_token_issued_up_to_now() {
     let f = Fixture::start().await;
     let old = f
         .key
         .mint(Alg::EdDSA, &claims_at("u1", now() - 2, json!({})));
+    // Issued in the very second of the revocation, a moment before it.
+    let this_second = f.key.mint(Alg::EdDSA, &claims_at("u1", now(), json!({})));
     assert_eq!(f.gw.get_as("/api/x", &old).await.status, StatusCode::OK);
+    assert_eq!(
+        f.gw.get_as("/api/x", &this_second).await.status,
+        StatusCode::OK
+    );
     let r = revoke(f.gw.admin, &json!({"sub": "u1"})).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_revoked(&f.gw.get_as("/api/x", &old).await);
+    assert_revoked(&f.gw.get_as("/api/x", &this_second).await);
     f.gw.shutdown().await;
 }
 
