@@ -1,8 +1,8 @@
 //! `POST /revoke` on the admin listener: `{"sub": "...", "before": <unix time>}`
 //! (`before` defaults to the next second: every token issued up to now),
-//! `{"jti": "..."}` or `{"sid": "..."}`. 204 once the revocation is stored (and, with `[redis]`, sent to every replica); 400/413/415 for a
-//! request that is not one of those; 503 when it cannot be stored, so a revocation is
-//! never silently lost.
+//! `{"jti": "..."}` or `{"sid": "..."}`. 204 once the revocation is stored (and, with
+//! `[redis]`, sent to every replica); 400/413/415 for a request that is not one of
+//! those; 503 when it cannot be stored, so a revocation is never silently lost.
 
 use std::time::Duration;
 
