@@ -2,7 +2,16 @@
 //! and the revocation set is loaded), `/metrics` (OpenMetrics), `POST /reload` (re-read
 //! the config file) and `POST /revoke` (see [`crate::revoke::admin`]). It is served
 //! on a listener of its own, so its paths never shadow an upstream's.
+//!
+//! The GETs only read, and probes and scrapers must reach them, so they are open to
+//! whoever reaches the listener. The POSTs change what the gateway does (a revocation
+//! can lock any user out), and recipes bind the listener beyond loopback for the
+//! kubelet's probes: so a POST needs `Authorization: Bearer` with the secret
+//! `server.admin_token_env` names, or, when none is configured, a peer on loopback.
 
+use std::net::SocketAddr;
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
@@ -16,12 +25,22 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// Answers one admin request. `reload` re-reads the config file; it runs only for
 /// `POST /reload`.
-pub async fn handle<R, F, E>(shared: &Shared, reload: R, req: Request<ClientBody>) -> Response<Body>
+pub async fn handle<R, F, E>(
+    shared: &Shared,
+    peer: SocketAddr,
+    reload: R,
+    req: Request<ClientBody>,
+) -> Response<Body>
 where
     R: FnOnce() -> F,
     F: Future<Output = Result<(), E>>,
     E: std::error::Error,
 {
+    if req.method() == Method::POST
+        && let Some(refused) = unauthorized(shared, peer, &req)
+    {
+        return refused;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => json(StatusCode::OK, r#"{"status":"ok"}"#),
         (&Method::GET, "/readyz") => readiness(shared),
@@ -36,6 +55,41 @@ where
             r#"{"error":"method_not_allowed"}"#,
         ),
         _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+    }
+}
+
+/// The refusal of a POST without the right to change the gateway: the configured admin
+/// token as a bearer token (compared in constant time), or without one, a loopback peer.
+fn unauthorized(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: &Request<ClientBody>,
+) -> Option<Response<Body>> {
+    let snapshot = shared.current();
+    let Some(secret) = &snapshot.config.server.admin_token else {
+        if peer.ip().to_canonical().is_loopback() {
+            return None;
+        }
+        return Some(json(
+            StatusCode::FORBIDDEN,
+            r#"{"error":"forbidden","error_description":"POST from another host needs server.admin_token_env"}"#,
+        ));
+    };
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let given = match (values.next(), values.next()) {
+        (Some(v), None) => v.as_bytes().strip_prefix(b"Bearer "),
+        _ => None,
+    };
+    match given {
+        Some(token) if verify_slices_are_equal(token, &secret.bytes).is_ok() => None,
+        _ => {
+            let mut resp = json(StatusCode::UNAUTHORIZED, r#"{"error":"unauthorized"}"#);
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="portcullis-admin""#),
+            );
+            Some(resp)
+        }
     }
 }
 

@@ -104,11 +104,13 @@ impl Gateway {
             admin_listener,
             shared.clone(),
             control.cancel.child_token(),
-            move |_conn| {
+            move |conn| {
                 let control = admin_control.clone();
                 move |req| {
                     let control = control.clone();
-                    async move { admin::handle(&control.shared, || control.reload(), req).await }
+                    async move {
+                        admin::handle(&control.shared, conn.peer, || control.reload(), req).await
+                    }
                 }
             },
         ));

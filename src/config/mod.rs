@@ -37,6 +37,9 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The secret the admin listener's POST endpoints (`/reload`, `/revoke`) require as
+    /// a bearer token. `None`: they answer only peers on loopback.
+    pub admin_token: Option<SharedSecret>,
     /// Time allowed for the upstream to send its response head; past it, 504.
     pub upstream_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
@@ -125,7 +128,8 @@ pub struct StaticKeys {
     pub set: Arc<crate::jwks::KeySet>,
 }
 
-/// An HS256 secret read from the environment. Its bytes never appear in `Debug`.
+/// A secret read from the environment (an HS256 key, the admin token). Its bytes never
+/// appear in `Debug`.
 #[derive(Clone)]
 pub struct SharedSecret {
     pub env: String,

@@ -92,6 +92,7 @@ pub(crate) struct RawCors {
 pub(crate) struct RawServer {
     pub listen: Option<Spanned<String>>,
     pub admin_listen: Option<Spanned<String>>,
+    pub admin_token_env: Option<Spanned<String>>,
     pub upstream_timeout: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::raw::{RawIdentity, RawRedis, RawRevocation, RawServer};
 use super::{
     Config, IdentityConfig, Problem, ProviderConfig, RedisConfig, RevocationConfig, ServerConfig,
-    TlsSettings,
+    SharedSecret, TlsSettings,
 };
 use crate::headers;
 
@@ -209,6 +209,28 @@ fn revocation(
     }
 }
 
+/// The admin token named by `server.admin_token_env`: set, and long enough that it
+/// cannot be guessed by trying.
+fn admin_token(ctx: &mut Ctx<'_>, env: &Spanned<String>) -> Option<SharedSecret> {
+    let name = env.get_ref();
+    let problem = match std::env::var(name) {
+        Ok(v) if v.len() >= MIN_ADMIN_TOKEN_BYTES => {
+            return Some(SharedSecret {
+                env: name.clone(),
+                bytes: v.into_bytes(),
+            });
+        }
+        Ok(v) if v.is_empty() => format!("environment variable {name} is empty"),
+        Ok(_) => format!("the token in {name} is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes"),
+        Err(_) => format!("environment variable {name} is not set"),
+    };
+    ctx.problem(Some(env.span()), "server.admin_token_env", problem);
+    None
+}
+
+/// Shortest admin token accepted: 128 bits of a hex or base64 secret.
+const MIN_ADMIN_TOKEN_BYTES: usize = 24;
+
 fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
     let listen = ctx.socket_addr(raw.listen.as_ref(), "server.listen", DEFAULT_LISTEN);
     let admin_listen = ctx.socket_addr(
@@ -227,6 +249,10 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer, base_dir: &Path) -> ServerConfig {
     ServerConfig {
         listen,
         admin_listen,
+        admin_token: raw
+            .admin_token_env
+            .as_ref()
+            .and_then(|env| admin_token(ctx, env)),
         upstream_timeout: ctx.duration(
             raw.upstream_timeout.as_ref(),
             "server.upstream_timeout",

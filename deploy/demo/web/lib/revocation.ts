@@ -45,11 +45,20 @@ export class RevocationNotConfirmed extends Error {
   }
 }
 
+/** The gateway's admin token (its `server.admin_token_env`), when it has one: needed for
+ * POST /revoke from another host. Never logged. */
+function adminHeaders(): Record<string, string> {
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  const token = process.env.PORTCULLIS_ADMIN_TOKEN?.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
 async function postOnce(body: Revocation): Promise<number | null> {
   try {
     const response = await fetch(`${adminUrl()}/revoke`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: adminHeaders(),
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(TIMEOUT_MS),
       cache: "no-store",
