@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -407,6 +408,76 @@ async fn an_extra_unsolicited_response_never_reaches_the_next_request() {
         upstream.accepts(),
         2,
         "the spoiled connection was not reused"
+    );
+}
+
+/// The upstream answers 413 as soon as it has the head, without reading the body, and
+/// keeps the connection. The body is the start of a request: were the connection used
+/// again, the next request would complete it and get its answer.
+#[tokio::test]
+async fn an_early_answer_with_the_request_body_unread_is_never_reused() {
+    let upstream = RawUpstream::start(|mut peer| async move {
+        if peer.index == 0 {
+            let _ = peer.head().await.unwrap();
+            peer.write("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+                .await;
+            // Whatever it reads next is taken as a request.
+        }
+        peer.serve(echo_target).await
+    })
+    .await;
+    let gw = gateway(&upstream.url(), "").await;
+
+    // A client that sends half its body, waits for the answer, then sends the rest.
+    let body = format!(
+        "GET /public/smuggled HTTP/1.1\r\nHost: up\r\nX-Pad: {}",
+        "y".repeat(64)
+    );
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /public/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (a, b) = body.split_at(body.len() / 2);
+    stream
+        .write_all(format!("{head}{a}").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !answer.ends_with(b"big!") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the early answer arrives while the body is unfinished")
+            .unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 413"));
+    stream.write_all(b.as_bytes()).await.unwrap();
+    // The gateway has read the whole body when it is ready for this connection's next
+    // request (or closes it).
+    let mut rest = Vec::new();
+    let _ = stream
+        .write_all(b"GET /public/after HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || rest.ends_with("\r\n\r\n/public/after"),
+        "the next request on the client's connection got: {rest}"
+    );
+
+    let c = client();
+    for path in ["/public/two", "/public/three"] {
+        let got = fetch(&c, gw.addr, Method::GET, path).await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.text(), path, "another request's answer");
+    }
+    assert!(
+        !upstream.targets().iter().any(|t| t.contains("smuggled")),
+        "the request body was read as a request: {:?}",
+        upstream.targets()
     );
 }
 

@@ -1,0 +1,294 @@
+//! Our own HTTP/1.1 client to the upstreams, on hyper's connection API: one task per
+//! connection (none per request) and the idle connections of each upstream in a plain
+//! LIFO list, taken and given back under a lock held only for the push or pop.
+//!
+//! hyper-util's pooled client spent more per request than the rest of the hop: a pool
+//! checkout and put with their bookkeeping, and a task spawned for every response to
+//! wait until its connection could be pooled again. Here a connection goes back to its
+//! list the moment its response body has been read to the end, and only if it is then
+//! fit for another request:
+//! - the upstream did not say `Connection: close`, did not answer in HTTP/1.0 and did not
+//!   switch protocols (an upgraded connection belongs to its tunnel);
+//! - the request body had been sent in full before the answer came: an upstream that
+//!   answers early (a 413 on a large upload) has bytes of that body still to read, which
+//!   it could take for the start of the next request;
+//! - hyper says the connection is ready for another request (so nothing arrived after
+//!   the response: an extra response nobody asked for fails the connection).
+//!
+//! An error, or a body dropped before its end, closes the connection. A connection idle
+//! for 60 s is closed: lazily when it is found on a checkout, and by a sweep every 10 s.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+use super::{Error, UpstreamBody};
+use crate::body::{BoxError, RequestBody};
+
+/// How long a connection may sit idle before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle connections past their timeout are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// A client for HTTP/1.1 upstreams, plain or over TLS; clones share the connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    handshake: Builder,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    sweeping: AtomicBool,
+}
+
+/// Which upstream a connection reaches.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    https: bool,
+    authority: Authority,
+}
+
+struct Idle {
+    sender: SendRequest<Outbound>,
+    since: Instant,
+}
+
+/// A connection waiting for its response body to end before it may be used again.
+pub(super) struct Lease {
+    sender: SendRequest<Outbound>,
+    key: Key,
+    client: Arc<Inner>,
+}
+
+impl Lease {
+    /// Back to the idle list if hyper says it can take another request; closed if not.
+    pub(super) fn give_back(self) {
+        if self.sender.is_ready() {
+            self.client.put(self.key, self.sender);
+        }
+    }
+}
+
+impl Client {
+    pub fn new(connector: HttpsConnector<HttpConnector>) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                connector,
+                handshake: Builder::new(),
+                idle: Mutex::new(HashMap::new()),
+                sweeping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Sends `req` (whose URI names the upstream) on an idle connection to its upstream,
+    /// or a new one.
+    pub async fn request(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, Error> {
+        let (mut parts, body) = req.into_parts();
+        let authority = parts.uri.authority().cloned().ok_or(Error::NoAuthority)?;
+        let key = Key {
+            https: parts.uri.scheme() == Some(&Scheme::HTTPS),
+            authority,
+        };
+        if !parts.headers.contains_key(header::HOST) {
+            let host =
+                HeaderValue::from_str(key.authority.as_str()).map_err(|_| Error::NoAuthority)?;
+            parts.headers.insert(header::HOST, host);
+        }
+        // The connection is made to the absolute URI; the request line carries its path.
+        let target = parts.uri.path_and_query().cloned();
+        let uri = std::mem::replace(
+            &mut parts.uri,
+            target.map_or_else(|| Uri::from_static("/"), Uri::from),
+        );
+        // Most requests have no body: only one that does needs to report when it is sent.
+        let sent = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let mut req = Request::from_parts(
+            parts,
+            Outbound {
+                inner: body,
+                sent: sent.clone(),
+            },
+        );
+
+        loop {
+            let (mut sender, reused) = match self.inner.checkout(&key) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&uri).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS
+                        && resp.version() == Version::HTTP_11
+                        && !says_close(resp.headers())
+                        && sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
+                    let lease = reusable.then(|| Lease {
+                        sender,
+                        key,
+                        client: self.inner.clone(),
+                    });
+                    return Ok(resp.map(|body| UpstreamBody::new(body, lease)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // An idle connection the upstream had just closed: the request never
+                    // left, so it goes again on another connection.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(Error::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// A new connection to the upstream of `uri`, its connection task spawned.
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Outbound>, Error> {
+        let mut connector = self.inner.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(Error::Connect)?;
+        let io = connector.call(uri.clone()).await.map_err(Error::Connect)?;
+        let (sender, conn) = self
+            .inner
+            .handshake
+            .handshake(io)
+            .await
+            .map_err(Error::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl Inner {
+    /// The most recently used idle connection to `key` that is ready, if any. A closed one
+    /// is dropped and the next tried; past the idle timeout, it and all older are closed.
+    fn checkout(&self, key: &Key) -> Option<SendRequest<Outbound>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(conn) = list.pop() {
+            if now.duration_since(conn.since) >= IDLE_TIMEOUT {
+                list.clear();
+                return None;
+            }
+            if conn.sender.is_ready() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, key: Key, sender: SendRequest<Outbound>) {
+        if !self.sweeping.load(Ordering::Relaxed) {
+            self.start_sweeping();
+        }
+        let conn = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.entry(key).or_default().push(conn);
+    }
+
+    /// One task per client that closes idle connections past their timeout, and ends
+    /// when the client is gone.
+    fn start_sweeping(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let client: Weak<Inner> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                client.sweep();
+            }
+        });
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, list| {
+            list.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+/// Whether the upstream's `Connection` header lists `close`.
+fn says_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// The request body on its way upstream, noting when its last frame has been taken.
+pub struct Outbound {
+    inner: RequestBody,
+    sent: Option<Arc<AtomicBool>>,
+}
+
+impl Outbound {
+    fn ended(&self) {
+        if let Some(sent) = &self.sent {
+            sent.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for Outbound {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.ended(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.ended();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
