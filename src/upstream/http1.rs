@@ -63,6 +63,21 @@ struct Key {
     authority: Authority,
 }
 
+impl Key {
+    /// The `Host` for a request that came without one (HTTP/1.0): the upstream's host,
+    /// and its port unless it is the scheme's default.
+    fn host(&self) -> Result<HeaderValue, Error> {
+        let default_port = if self.https { 443 } else { 80 };
+        let host = match self.authority.port_u16() {
+            Some(port) if port != default_port => {
+                HeaderValue::try_from(format!("{}:{port}", self.authority.host()))
+            }
+            _ => HeaderValue::from_str(self.authority.host()),
+        };
+        host.map_err(|_| Error::NoAuthority)
+    }
+}
+
 struct Idle {
     sender: SendRequest<Outbound>,
     since: Instant,
@@ -103,22 +118,19 @@ impl Client {
         req: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, Error> {
         let (mut parts, body) = req.into_parts();
-        let authority = parts.uri.authority().cloned().ok_or(Error::NoAuthority)?;
+        // The request line carries the path; the connection is made to scheme and
+        // authority, which the URI gives up without a copy.
+        let uri = std::mem::take(&mut parts.uri).into_parts();
         let key = Key {
-            https: parts.uri.scheme() == Some(&Scheme::HTTPS),
-            authority,
+            https: uri.scheme.as_ref() == Some(&Scheme::HTTPS),
+            authority: uri.authority.ok_or(Error::NoAuthority)?,
         };
+        parts.uri = uri
+            .path_and_query
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
         if !parts.headers.contains_key(header::HOST) {
-            let host =
-                HeaderValue::from_str(key.authority.as_str()).map_err(|_| Error::NoAuthority)?;
-            parts.headers.insert(header::HOST, host);
+            parts.headers.insert(header::HOST, key.host()?);
         }
-        // The connection is made to the absolute URI; the request line carries its path.
-        let target = parts.uri.path_and_query().cloned();
-        let uri = std::mem::replace(
-            &mut parts.uri,
-            target.map_or_else(|| Uri::from_static("/"), Uri::from),
-        );
         // Most requests have no body: only one that does needs to report when it is sent.
         let sent = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         let mut req = Request::from_parts(
@@ -132,7 +144,7 @@ impl Client {
         loop {
             let (mut sender, reused) = match self.inner.checkout(&key) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&uri).await?, false),
+                None => (self.connect(&key).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -157,13 +169,23 @@ impl Client {
         }
     }
 
-    /// A new connection to the upstream of `uri`, its connection task spawned.
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Outbound>, Error> {
+    /// A new connection to the upstream `key` names, its connection task spawned.
+    async fn connect(&self, key: &Key) -> Result<SendRequest<Outbound>, Error> {
+        let uri = Uri::builder()
+            .scheme(if key.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            })
+            .authority(key.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| Error::NoAuthority)?;
         let mut connector = self.inner.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
             .map_err(Error::Connect)?;
-        let io = connector.call(uri.clone()).await.map_err(Error::Connect)?;
+        let io = connector.call(uri).await.map_err(Error::Connect)?;
         let (sender, conn) = self
             .inner
             .handshake

@@ -704,3 +704,26 @@ async fn an_upgraded_connection_is_never_reused() {
     let n = tunnel.read(&mut chunk).await.unwrap();
     assert_eq!(&chunk[..n], b"PING");
 }
+
+/// An HTTP/1.0 request may come without `Host`; the upstream still gets one: its own
+/// host and port.
+#[tokio::test]
+async fn a_request_without_host_reaches_the_upstream_with_its_host() {
+    let upstream =
+        RawUpstream::start(|peer| peer.serve(|head, _| ok(head.header("host").unwrap_or("none"))))
+            .await;
+    let gw = gateway(&upstream.url(), "").await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /public/old HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).await.unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.0 200"), "{got}");
+    assert!(
+        got.ends_with(&format!("\r\n\r\n{}", upstream.addr)),
+        "{got}"
+    );
+}
