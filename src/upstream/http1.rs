@@ -54,6 +54,8 @@ struct Inner {
     handshake: Builder,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     sweeping: AtomicBool,
+    idle_timeout: Duration,
+    sweep_every: Duration,
 }
 
 /// Which upstream a connection reaches.
@@ -101,12 +103,22 @@ impl Lease {
 
 impl Client {
     pub fn new(connector: HttpsConnector<HttpConnector>) -> Client {
+        Client::with_timeouts(connector, IDLE_TIMEOUT, SWEEP_EVERY)
+    }
+
+    fn with_timeouts(
+        connector: HttpsConnector<HttpConnector>,
+        idle_timeout: Duration,
+        sweep_every: Duration,
+    ) -> Client {
         Client {
             inner: Arc::new(Inner {
                 connector,
                 handshake: Builder::new(),
                 idle: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
+                idle_timeout,
+                sweep_every,
             }),
         }
     }
@@ -209,7 +221,7 @@ impl Inner {
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         while let Some(conn) = list.pop() {
-            if now.duration_since(conn.since) >= IDLE_TIMEOUT {
+            if now.duration_since(conn.since) >= self.idle_timeout {
                 list.clear();
                 return None;
             }
@@ -239,8 +251,9 @@ impl Inner {
             return;
         }
         let client: Weak<Inner> = Arc::downgrade(self);
+        let every = self.sweep_every;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -256,7 +269,9 @@ impl Inner {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
-            list.retain(|c| now.duration_since(c.since) < IDLE_TIMEOUT && !c.sender.is_closed());
+            list.retain(|c| {
+                now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed()
+            });
             !list.is_empty()
         });
     }
@@ -312,5 +327,99 @@ impl Body for Outbound {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An upstream that answers every request with a 2-byte body and reports each
+    /// connection's end (the gateway closing it) on `closed`.
+    async fn upstream() -> (String, Arc<AtomicUsize>, tokio::sync::mpsc::Receiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let (closed_tx, closed) = tokio::sync::mpsc::channel(16);
+        let count = accepts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                                if stream.write_all(answer).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = closed_tx.send(()).await;
+                });
+            }
+        });
+        (url, accepts, closed)
+    }
+
+    fn client(idle_timeout: Duration, sweep_every: Duration) -> Client {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let tls = crate::tls::client_config(None, None).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Client::with_timeouts(connector, idle_timeout, sweep_every)
+    }
+
+    async fn get(client: &Client, url: &str) -> Bytes {
+        let req = Request::get(url)
+            .body(crate::body::full("").map_err(Into::into).boxed())
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_reused_then_closed_by_the_sweep_after_its_timeout() {
+        let (url, accepts, mut closed) = upstream().await;
+        let client = client(Duration::from_millis(200), Duration::from_millis(50));
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 1);
+        // No request comes: the sweep closes the connection, and the upstream sees it.
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the idle connection is closed");
+        assert!(client.inner.idle.lock().unwrap().is_empty());
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_past_its_idle_timeout_is_never_taken() {
+        let (url, accepts, mut closed) = upstream().await;
+        // A sweep that never comes in time: only the checkout can find it expired.
+        let client = client(Duration::from_millis(100), Duration::from_secs(3600));
+        assert_eq!(get(&client, &url).await, "ok");
+        // Waiting out the timeout itself (nothing to poll for).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 2);
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the expired connection is closed");
     }
 }
