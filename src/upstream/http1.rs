@@ -13,7 +13,9 @@
 //!   answers early (a 413 on a large upload) has bytes of that body still to read, which
 //!   it could take for the start of the next request;
 //! - hyper says the connection is ready for another request (so nothing arrived after
-//!   the response: an extra response nobody asked for fails the connection).
+//!   the response: an extra response nobody asked for fails the connection). Its
+//!   connection task usually gets there before the body's reader sees the end; when it
+//!   has not yet, the connection is closed rather than waited for (no task to wait in).
 //!
 //! An error, or a body dropped before its end, closes the connection. A connection idle
 //! for 60 s is closed: lazily when it is found on a checkout, and by a sweep every 10 s.
