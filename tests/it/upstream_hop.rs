@@ -727,3 +727,42 @@ async fn a_request_without_host_reaches_the_upstream_with_its_host() {
         "{got}"
     );
 }
+
+/// A client that goes away in the middle of a long body: that upstream connection still
+/// holds the rest of the body, so it is closed, and the next request gets its own answer.
+#[tokio::test]
+async fn a_body_dropped_before_its_end_closes_its_upstream_connection() {
+    let upstream = RawUpstream::start(|peer| {
+        peer.serve(|head, _| {
+            if head.target == "/public/big" {
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n".to_vec();
+                out.resize(out.len() + 8 * 1024 * 1024, b'a');
+                out
+            } else {
+                ok(&head.target)
+            }
+        })
+    })
+    .await;
+    let gw = gateway(&upstream.url(), "").await;
+
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /public/big HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while got.len() < 64 * 1024 {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    drop(stream);
+
+    for path in ["/public/two", "/public/three"] {
+        assert_eq!(get(gw.addr, path).await.text(), path);
+    }
+    assert_eq!(upstream.accepts(), 2);
+}
