@@ -120,7 +120,7 @@ pub enum Error {
     #[error("request body larger than this route allows")]
     PayloadTooLarge,
     #[error("the request body broke off or was malformed")]
-    BadBody(#[source] hyper_util::client::legacy::Error),
+    BadBody(#[source] crate::upstream::Error),
     /// Over a rate limit: `Retry-After` (seconds), `RateLimit-Policy` and `RateLimit`.
     #[error("rate limit reached")]
     RateLimited {
@@ -133,7 +133,7 @@ pub enum Error {
     #[error("signing keys of provider `{provider}` are {}", if *.stale { "older than max_stale (every refresh failed)" } else { "not loaded" })]
     KeysUnavailable { provider: String, stale: bool },
     #[error("upstream unavailable")]
-    UpstreamUnavailable(#[source] hyper_util::client::legacy::Error),
+    UpstreamUnavailable(#[source] crate::upstream::Error),
     #[error("upstream did not answer in time")]
     UpstreamTimeout,
     #[error("upstream switched to a protocol the client did not ask for")]

@@ -14,7 +14,7 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -33,7 +33,7 @@ use crate::path::{self, NormalizedPath};
 use crate::route::{self, Match, Route};
 use crate::session::{self, Source};
 use crate::state::{Shared, Snapshot};
-use crate::upstream::SlotBody;
+use crate::upstream::{SlotBody, UpstreamBody};
 use crate::verify::Identity;
 
 /// Facts about the client connection a request came in on.
@@ -549,7 +549,7 @@ fn is_websocket(v: &HeaderValue) -> bool {
 /// other 101 is the upstream's fault: 502, and its connection is dropped with the
 /// response.
 fn relay_upgrade(
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     client_side: Option<OnUpgrade>,
 ) -> Result<Response<Body>, Error> {
     let switched_to_websocket = {

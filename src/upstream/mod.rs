@@ -1,24 +1,68 @@
-//! Pooled keep-alive clients to the upstreams: plain HTTP/1.1 by default, HTTPS with the
-//! system's roots or a configured CA (and a client certificate for mTLS), and HTTP/2 for
-//! gRPC backends (h2c with prior knowledge, or h2 negotiated over TLS); and the bound on
-//! requests in flight to each upstream (`slots`).
+//! The clients to the upstreams: plain HTTP/1.1 by default, HTTPS with the system's roots
+//! or a configured CA (and a client certificate for mTLS), and HTTP/2 for gRPC backends
+//! (h2c with prior knowledge, or h2 negotiated over TLS); and the bound on requests in
+//! flight to each upstream (`slots`).
+//!
+//! HTTP/1.1, the hop nearly every request takes, goes through our own keep-alive client
+//! (`http1`), built on hyper's connection API: it costs one task per connection and a
+//! push and a pop on a short list per request, where hyper-util's pooled client spawned
+//! a task per request and kept more books. Its rules for reusing a connection are
+//! written down there. HTTP/2 upstreams, multiplexed on one connection, keep hyper-util's
+//! client.
 
+mod http1;
 mod slots;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::RequestBody;
+use crate::body::{BoxError, RequestBody};
 use crate::config::{Upstream, UpstreamProtocol};
 
 pub use slots::{SlotBody, Slots};
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+/// The client that reaches one kind of upstream; clones share its connections.
+#[derive(Clone)]
+pub enum UpstreamClient {
+    Http1(http1::Client),
+    Http2(Box<LegacyClient>),
+}
+
+type LegacyClient =
+    hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not connect")]
+    Connect(#[source] BoxError),
+    #[error("the exchange failed")]
+    Exchange(#[source] hyper::Error),
+    #[error("the request names no upstream host")]
+    NoAuthority,
+    #[error(transparent)]
+    Http2(hyper_util::client::legacy::Error),
+}
+
+impl Error {
+    /// The upstream could not be reached at all (refused, unresolved, TLS handshake).
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Error::Connect(_) => true,
+            Error::Http2(e) => e.is_connect(),
+            Error::Exchange(_) | Error::NoAuthority => false,
+        }
+    }
+}
 
 /// Builds a client for upstreams reached the way `upstream` says. `default_tls` is used
 /// for HTTPS when the route configures no TLS of its own.
@@ -31,14 +75,91 @@ pub fn client(upstream: &Upstream, default_tls: &Arc<rustls::ClientConfig>) -> U
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config((**tls).clone())
         .https_or_http();
-    let connector = match upstream.protocol {
-        UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
-        UpstreamProtocol::Http2 => builder.enable_http2().wrap_connector(http),
-    };
-    let mut client = Client::builder(TokioExecutor::new());
-    client.pool_idle_timeout(Duration::from_secs(60));
-    if upstream.protocol == UpstreamProtocol::Http2 {
-        client.http2_only(true);
+    match upstream.protocol {
+        UpstreamProtocol::Http1 => UpstreamClient::Http1(http1::Client::new(
+            builder.enable_http1().wrap_connector(http),
+        )),
+        UpstreamProtocol::Http2 => {
+            let connector = builder.enable_http2().wrap_connector(http);
+            let mut client = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+            client.pool_idle_timeout(Duration::from_secs(60));
+            client.http2_only(true);
+            UpstreamClient::Http2(Box::new(client.build(connector)))
+        }
     }
-    client.build(connector)
+}
+
+impl UpstreamClient {
+    /// Sends `req`, whose URI names the upstream (scheme and authority).
+    pub async fn request(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, Error> {
+        match self {
+            UpstreamClient::Http1(client) => client.request(req).await,
+            UpstreamClient::Http2(client) => {
+                let resp = client.request(req).await.map_err(Error::Http2)?;
+                Ok(resp.map(|body| UpstreamBody::new(body, None)))
+            }
+        }
+    }
+}
+
+/// An upstream's response body, streamed as it arrives. Read to its end, it hands its
+/// HTTP/1.1 connection back for the next request; dropped before, it closes it.
+pub struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<http1::Lease>,
+}
+
+impl UpstreamBody {
+    fn new(inner: Incoming, lease: Option<http1::Lease>) -> UpstreamBody {
+        UpstreamBody { inner, lease }
+    }
+
+    fn give_back(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.give_back();
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.give_back(),
+            // Trailers are always the last frame.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.give_back()
+            }
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // A body with nothing left to read (HEAD, 204, 304, a length fully read) is often
+        // dropped without a last poll.
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
 }

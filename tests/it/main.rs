@@ -23,3 +23,4 @@ mod revoke;
 mod session;
 mod slots;
 mod trailers;
+mod upstream_hop;

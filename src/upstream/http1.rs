@@ -1,0 +1,427 @@
+//! Our own HTTP/1.1 client to the upstreams, on hyper's connection API: one task per
+//! connection (none per request) and the idle connections of each upstream in a plain
+//! LIFO list, taken and given back under a lock held only for the push or pop.
+//!
+//! hyper-util's pooled client spent more per request than the rest of the hop: a pool
+//! checkout and put with their bookkeeping, and a task spawned for every response to
+//! wait until its connection could be pooled again. Here a connection goes back to its
+//! list the moment its response body has been read to the end, and only if it is then
+//! fit for another request:
+//! - the upstream did not say `Connection: close`, did not answer in HTTP/1.0 and did not
+//!   switch protocols (an upgraded connection belongs to its tunnel);
+//! - the request body had been sent in full before the answer came: an upstream that
+//!   answers early (a 413 on a large upload) has bytes of that body still to read, which
+//!   it could take for the start of the next request;
+//! - hyper says the connection is ready for another request (so nothing arrived after
+//!   the response: an extra response nobody asked for fails the connection). Its
+//!   connection task usually gets there before the body's reader sees the end; when it
+//!   has not yet, the connection is closed rather than waited for (no task to wait in).
+//!
+//! An error, or a body dropped before its end, closes the connection. A connection idle
+//! for 60 s is closed: lazily when it is found on a checkout, and by a sweep every 10 s.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tower_service::Service;
+
+use super::{Error, UpstreamBody};
+use crate::body::{BoxError, RequestBody};
+
+/// How long a connection may sit idle before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often idle connections past their timeout are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// A client for HTTP/1.1 upstreams, plain or over TLS; clones share the connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: HttpsConnector<HttpConnector>,
+    handshake: Builder,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    sweeping: AtomicBool,
+    idle_timeout: Duration,
+    sweep_every: Duration,
+}
+
+/// Which upstream a connection reaches.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    https: bool,
+    authority: Authority,
+}
+
+impl Key {
+    /// The `Host` for a request that came without one (HTTP/1.0): the upstream's host,
+    /// and its port unless it is the scheme's default.
+    fn host(&self) -> Result<HeaderValue, Error> {
+        let default_port = if self.https { 443 } else { 80 };
+        let host = match self.authority.port_u16() {
+            Some(port) if port != default_port => {
+                HeaderValue::try_from(format!("{}:{port}", self.authority.host()))
+            }
+            _ => HeaderValue::from_str(self.authority.host()),
+        };
+        host.map_err(|_| Error::NoAuthority)
+    }
+}
+
+struct Idle {
+    sender: SendRequest<Outbound>,
+    since: Instant,
+}
+
+/// A connection waiting for its response body to end before it may be used again.
+pub(super) struct Lease {
+    sender: SendRequest<Outbound>,
+    key: Key,
+    client: Arc<Inner>,
+}
+
+impl Lease {
+    /// Back to the idle list if hyper says it can take another request; closed if not.
+    pub(super) fn give_back(self) {
+        if self.sender.is_ready() {
+            self.client.put(self.key, self.sender);
+        }
+    }
+}
+
+impl Client {
+    pub fn new(connector: HttpsConnector<HttpConnector>) -> Client {
+        Client::with_timeouts(connector, IDLE_TIMEOUT, SWEEP_EVERY)
+    }
+
+    fn with_timeouts(
+        connector: HttpsConnector<HttpConnector>,
+        idle_timeout: Duration,
+        sweep_every: Duration,
+    ) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                connector,
+                handshake: Builder::new(),
+                idle: Mutex::new(HashMap::new()),
+                sweeping: AtomicBool::new(false),
+                idle_timeout,
+                sweep_every,
+            }),
+        }
+    }
+
+    /// Sends `req` (whose URI names the upstream) on an idle connection to its upstream,
+    /// or a new one.
+    pub async fn request(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<UpstreamBody>, Error> {
+        let (mut parts, body) = req.into_parts();
+        // The request line carries the path; the connection is made to scheme and
+        // authority, which the URI gives up without a copy.
+        let uri = std::mem::take(&mut parts.uri).into_parts();
+        let key = Key {
+            https: uri.scheme.as_ref() == Some(&Scheme::HTTPS),
+            authority: uri.authority.ok_or(Error::NoAuthority)?,
+        };
+        parts.uri = uri
+            .path_and_query
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, key.host()?);
+        }
+        // Most requests have no body: only one that does needs to report when it is sent.
+        let sent = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let mut req = Request::from_parts(
+            parts,
+            Outbound {
+                inner: body,
+                sent: sent.clone(),
+            },
+        );
+
+        loop {
+            let (mut sender, reused) = match self.inner.checkout(&key) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&key).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS
+                        && resp.version() == Version::HTTP_11
+                        && !says_close(resp.headers())
+                        && sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
+                    let lease = reusable.then(|| Lease {
+                        sender,
+                        key,
+                        client: self.inner.clone(),
+                    });
+                    return Ok(resp.map(|body| UpstreamBody::new(body, lease)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // An idle connection the upstream had just closed: the request never
+                    // left, so it goes again on another connection.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(Error::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// A new connection to the upstream `key` names, its connection task spawned.
+    async fn connect(&self, key: &Key) -> Result<SendRequest<Outbound>, Error> {
+        let uri = Uri::builder()
+            .scheme(if key.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            })
+            .authority(key.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| Error::NoAuthority)?;
+        let mut connector = self.inner.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(Error::Connect)?;
+        let io = connector.call(uri).await.map_err(Error::Connect)?;
+        let (sender, conn) = self
+            .inner
+            .handshake
+            .handshake(io)
+            .await
+            .map_err(Error::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl Inner {
+    /// The most recently used idle connection to `key` that is ready, if any. A closed one
+    /// is dropped and the next tried; past the idle timeout, it and all older are closed.
+    fn checkout(&self, key: &Key) -> Option<SendRequest<Outbound>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(conn) = list.pop() {
+            if now.duration_since(conn.since) >= self.idle_timeout {
+                list.clear();
+                return None;
+            }
+            if conn.sender.is_ready() {
+                return Some(conn.sender);
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, key: Key, sender: SendRequest<Outbound>) {
+        if !self.sweeping.load(Ordering::Relaxed) {
+            self.start_sweeping();
+        }
+        let conn = Idle {
+            sender,
+            since: Instant::now(),
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.entry(key).or_default().push(conn);
+    }
+
+    /// One task per client that closes idle connections past their timeout, and ends
+    /// when the client is gone.
+    fn start_sweeping(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let client: Weak<Inner> = Arc::downgrade(self);
+        let every = self.sweep_every;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(client) = client.upgrade() else {
+                    return;
+                };
+                client.sweep();
+            }
+        });
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, list| {
+            list.retain(|c| {
+                now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed()
+            });
+            !list.is_empty()
+        });
+    }
+}
+
+/// Whether the upstream's `Connection` header lists `close`.
+fn says_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// The request body on its way upstream, noting when its last frame has been taken.
+pub struct Outbound {
+    inner: RequestBody,
+    sent: Option<Arc<AtomicBool>>,
+}
+
+impl Outbound {
+    fn ended(&self) {
+        if let Some(sent) = &self.sent {
+            sent.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for Outbound {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.ended(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.ended();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An upstream that answers every request with a 2-byte body and reports each
+    /// connection's end (the gateway closing it) on `closed`.
+    async fn upstream() -> (String, Arc<AtomicUsize>, tokio::sync::mpsc::Receiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let (closed_tx, closed) = tokio::sync::mpsc::channel(16);
+        let count = accepts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                                if stream.write_all(answer).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = closed_tx.send(()).await;
+                });
+            }
+        });
+        (url, accepts, closed)
+    }
+
+    fn client(idle_timeout: Duration, sweep_every: Duration) -> Client {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let tls = crate::tls::client_config(None, None).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Client::with_timeouts(connector, idle_timeout, sweep_every)
+    }
+
+    async fn get(client: &Client, url: &str) -> Bytes {
+        let req = Request::get(url)
+            .body(crate::body::full("").map_err(Into::into).boxed())
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_reused_then_closed_by_the_sweep_after_its_timeout() {
+        let (url, accepts, mut closed) = upstream().await;
+        let client = client(Duration::from_millis(200), Duration::from_millis(50));
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 1);
+        // No request comes: the sweep closes the connection, and the upstream sees it.
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the idle connection is closed");
+        assert!(client.inner.idle.lock().unwrap().is_empty());
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_past_its_idle_timeout_is_never_taken() {
+        let (url, accepts, mut closed) = upstream().await;
+        // A sweep that never comes in time: only the checkout can find it expired.
+        let client = client(Duration::from_millis(100), Duration::from_secs(3600));
+        assert_eq!(get(&client, &url).await, "ok");
+        // Waiting out the timeout itself (nothing to poll for).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(get(&client, &url).await, "ok");
+        assert_eq!(accepts.load(Ordering::SeqCst), 2);
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the expired connection is closed");
+    }
+}
