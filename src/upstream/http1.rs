@@ -19,6 +19,19 @@
 //!
 //! An error, or a body dropped before its end, closes the connection. A connection idle
 //! for 60 s is closed: lazily when it is found on a checkout, and by a sweep every 10 s.
+//!
+//! The request body streams up while the response streams down (a full-duplex exchange
+//! works), until the response ends: read to its end, or dropped. If the request body is
+//! not all sent by then, nothing more of it goes, and the connection is aborted at once,
+//! without waiting for the client to send the rest. An upstream that answered without
+//! reading the body would otherwise take what follows for its next request, and that
+//! body is the client's to write: a whole request with its own identity header, run on
+//! the backend while its answer is thrown away. Envoy's router resets the upstream
+//! stream the same way when the response completes before the request. The body refuses
+//! every frame from then on (so a connection task not yet stopped takes none), and the
+//! task is aborted rather than woken: one blocked writing to an upstream that stopped
+//! reading would not poll the body again, and would keep the connection open. What the
+//! client's connection does next is the server's concern.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -35,6 +48,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::task::AbortHandle;
 use tower_service::Service;
 
 use super::{Error, UpstreamBody};
@@ -82,23 +96,45 @@ impl Key {
     }
 }
 
-struct Idle {
+/// One connection to an upstream: what sends requests on it, and its task, ended to
+/// abort it.
+struct Conn {
     sender: SendRequest<Outbound>,
+    task: AbortHandle,
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
-/// A connection waiting for its response body to end before it may be used again.
+/// A connection in use until its response ends, which decides what becomes of it.
 pub(super) struct Lease {
-    sender: SendRequest<Outbound>,
-    key: Key,
-    client: Arc<Inner>,
+    conn: Conn,
+    /// Where it goes back to, if the exchange left it fit for another request.
+    home: Option<(Key, Arc<Inner>)>,
+    /// The request body, if it was still on its way when the answer came.
+    body: Option<Arc<Progress>>,
 }
 
 impl Lease {
-    /// Back to the idle list if hyper says it can take another request; closed if not.
-    pub(super) fn give_back(self) {
-        if self.sender.is_ready() {
-            self.client.put(self.key, self.sender);
+    /// The response has ended: read to its end (`complete`), or dropped or failed. A
+    /// request body still on its way is cut off and the connection aborted; otherwise it
+    /// goes back to the idle list if it was fit and hyper says it can take another
+    /// request, and is closed if not.
+    pub(super) fn end(self, complete: bool) {
+        if let Some(body) = &self.body
+            && !body.sent.load(Ordering::Acquire)
+        {
+            body.cut.store(true, Ordering::Release);
+            self.conn.task.abort();
+            return;
+        }
+        if let Some((key, client)) = self.home
+            && complete
+            && self.conn.sender.is_ready()
+        {
+            client.put(key, self.conn);
         }
     }
 }
@@ -145,33 +181,37 @@ impl Client {
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, key.host()?);
         }
-        // Most requests have no body: only one that does needs to report when it is sent.
-        let sent = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        // Most requests have no body: only one that does needs to report how far it got.
+        let progress = (!body.is_end_stream()).then(|| Arc::new(Progress::default()));
         let mut req = Request::from_parts(
             parts,
             Outbound {
                 inner: body,
-                sent: sent.clone(),
+                progress: progress.clone(),
             },
         );
 
         loop {
-            let (mut sender, reused) = match self.inner.checkout(&key) {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match self.inner.checkout(&key) {
+                Some(conn) => (conn, true),
                 None => (self.connect(&key).await?, false),
             };
-            match sender.try_send_request(req).await {
+            match conn.sender.try_send_request(req).await {
                 Ok(resp) => {
-                    let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS
-                        && resp.version() == Version::HTTP_11
+                    // An upgraded connection belongs to its tunnel, whatever it carries.
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                        return Ok(resp.map(|body| UpstreamBody::new(body, None)));
+                    }
+                    let body = progress.filter(|p| !p.sent.load(Ordering::Acquire));
+                    let reusable = resp.version() == Version::HTTP_11
                         && !says_close(resp.headers())
-                        && sent.as_ref().is_none_or(|s| s.load(Ordering::Acquire));
-                    let lease = reusable.then(|| Lease {
-                        sender,
-                        key,
-                        client: self.inner.clone(),
-                    });
-                    return Ok(resp.map(|body| UpstreamBody::new(body, lease)));
+                        && body.is_none();
+                    let lease = Lease {
+                        conn,
+                        home: reusable.then(|| (key, self.inner.clone())),
+                        body,
+                    };
+                    return Ok(resp.map(|body| UpstreamBody::new(body, Some(lease))));
                 }
                 Err(mut e) => match e.take_message() {
                     // An idle connection the upstream had just closed: the request never
@@ -184,7 +224,7 @@ impl Client {
     }
 
     /// A new connection to the upstream `key` names, its connection task spawned.
-    async fn connect(&self, key: &Key) -> Result<SendRequest<Outbound>, Error> {
+    async fn connect(&self, key: &Key) -> Result<Conn, Error> {
         let uri = Uri::builder()
             .scheme(if key.https {
                 Scheme::HTTPS
@@ -206,19 +246,22 @@ impl Client {
             .handshake(io)
             .await
             .map_err(Error::Exchange)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("upstream connection ended: {e}");
             }
         });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            task: task.abort_handle(),
+        })
     }
 }
 
 impl Inner {
     /// The most recently used idle connection to `key` that is ready, if any. A closed one
     /// is dropped and the next tried; past the idle timeout, it and all older are closed.
-    fn checkout(&self, key: &Key) -> Option<SendRequest<Outbound>> {
+    fn checkout(&self, key: &Key) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(key)?;
         let now = Instant::now();
@@ -227,19 +270,19 @@ impl Inner {
                 list.clear();
                 return None;
             }
-            if conn.sender.is_ready() {
-                return Some(conn.sender);
+            if conn.conn.sender.is_ready() {
+                return Some(conn.conn);
             }
         }
         None
     }
 
-    fn put(self: &Arc<Self>, key: Key, sender: SendRequest<Outbound>) {
+    fn put(self: &Arc<Self>, key: Key, conn: Conn) {
         if !self.sweeping.load(Ordering::Relaxed) {
             self.start_sweeping();
         }
         let conn = Idle {
-            sender,
+            conn,
             since: Instant::now(),
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -272,7 +315,7 @@ impl Inner {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
             list.retain(|c| {
-                now.duration_since(c.since) < self.idle_timeout && !c.sender.is_closed()
+                now.duration_since(c.since) < self.idle_timeout && !c.conn.sender.is_closed()
             });
             !list.is_empty()
         });
@@ -288,17 +331,38 @@ fn says_close(headers: &http::HeaderMap) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
-/// The request body on its way upstream, noting when its last frame has been taken.
+/// How far a request body has gone upstream; shared by the body and its response.
+#[derive(Default)]
+struct Progress {
+    /// Its last frame has been taken.
+    sent: AtomicBool,
+    /// The response ended first: not one more frame may go.
+    cut: AtomicBool,
+}
+
+/// Why a request body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's response ended before the request body was sent")]
+struct AnsweredFirst;
+
+/// The request body on its way upstream, noting when its last frame has been taken and
+/// stopping when its response has ended first.
 pub struct Outbound {
     inner: RequestBody,
-    sent: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl Outbound {
     fn ended(&self) {
-        if let Some(sent) = &self.sent {
-            sent.store(true, Ordering::Release);
+        if let Some(progress) = &self.progress {
+            progress.sent.store(true, Ordering::Release);
         }
+    }
+
+    fn is_cut(&self) -> bool {
+        self.progress
+            .as_ref()
+            .is_some_and(|p| p.cut.load(Ordering::Acquire))
     }
 }
 
@@ -310,6 +374,11 @@ impl Body for Outbound {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Checked before the client's body is polled, so nothing it sends after the cut
+        // is ever taken, even by a connection task not yet stopped.
+        if self.is_cut() {
+            return Poll::Ready(Some(Err(AnsweredFirst.into())));
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => self.ended(),
@@ -408,6 +477,66 @@ mod tests {
         assert!(client.inner.idle.lock().unwrap().is_empty());
         assert_eq!(get(&client, &url).await, "ok");
         assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    }
+
+    /// A client that sends the start of its body, then nothing more, ever.
+    struct Stalled(Option<Bytes>);
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match self.0.take() {
+                Some(start) => Poll::Ready(Some(Ok(Frame::data(start)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    /// The upstream answers as soon as it has the head, and reads on: once that answer
+    /// has been read to its end, its connection is closed though the request body is
+    /// unfinished and nothing wakes its task (the client stays silent).
+    #[tokio::test]
+    async fn an_answer_that_ends_before_the_request_body_closes_its_connection_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/upload", listener.local_addr().unwrap());
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!";
+            stream.write_all(answer).await.unwrap();
+            while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                got.extend_from_slice(&buf[..n]);
+            }
+            let _ = closed_tx.send(got);
+        });
+        let client = client(IDLE_TIMEOUT, SWEEP_EVERY);
+        let body = Stalled(Some(Bytes::from_static(b"start"))).boxed();
+        let resp = client
+            .request(Request::post(&url).body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let answer = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, "big!");
+        let got = tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .expect("the connection is closed while the request body waits")
+            .unwrap();
+        assert!(got.starts_with(b"POST /upload HTTP/1.1\r\n"));
+        assert!(client.inner.idle.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

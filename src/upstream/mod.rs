@@ -106,7 +106,8 @@ impl UpstreamClient {
 }
 
 /// An upstream's response body, streamed as it arrives. Read to its end, it hands its
-/// HTTP/1.1 connection back for the next request; dropped before, it closes it.
+/// HTTP/1.1 connection back for the next request; dropped before, it closes it. Either
+/// way, a request body not yet all sent goes no further (see `http1`).
 pub struct UpstreamBody {
     inner: Incoming,
     lease: Option<http1::Lease>,
@@ -117,9 +118,10 @@ impl UpstreamBody {
         UpstreamBody { inner, lease }
     }
 
-    fn give_back(&mut self) {
+    /// The response has ended, read to its end (`complete`) or not.
+    fn end(&mut self, complete: bool) {
         if let Some(lease) = self.lease.take() {
-            lease.give_back();
+            lease.end(complete);
         }
     }
 }
@@ -134,12 +136,12 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(None) => self.end(true),
             // Trailers are always the last frame.
             Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
-                self.give_back()
+                self.end(true)
             }
-            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Ready(Some(Err(_))) => self.end(false),
             _ => {}
         }
         polled
@@ -158,8 +160,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // A body with nothing left to read (HEAD, 204, 304, a length fully read) is often
         // dropped without a last poll.
-        if self.inner.is_end_stream() {
-            self.give_back();
-        }
+        let complete = self.inner.is_end_stream();
+        self.end(complete);
     }
 }

@@ -766,3 +766,237 @@ async fn a_body_dropped_before_its_end_closes_its_upstream_connection() {
     }
     assert_eq!(upstream.accepts(), 2);
 }
+
+/// What an upstream connection received after its early answer, and whether it ended.
+#[derive(Clone, Default)]
+struct Heard {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+impl Heard {
+    fn holds(&self, needle: &[u8]) -> bool {
+        self.bytes.windows(needle.len()).any(|w| w == needle)
+    }
+}
+
+/// How the client frames the body it sends in two parts.
+enum Framing {
+    Chunked,
+    Length,
+}
+
+/// The upstream answers `413` as soon as it has the request head, then reads on and
+/// records every byte. The client sends part of its body, waits for the 413, then sends
+/// a hidden request with a forged identity as more body, and never finishes: nothing it
+/// sent after the answer may reach the upstream, and the upstream connection is closed
+/// without waiting for the client. (A client that sends nothing more is covered beside
+/// the upstream client, in `src/upstream/http1.rs`.)
+async fn the_body_after_an_early_answer_never_reaches_the_upstream(framing: Framing) {
+    let (heard_tx, mut heard) = tokio::sync::watch::channel(Heard::default());
+    let heard_tx = Arc::new(heard_tx);
+    let upstream = RawUpstream::start(move |mut peer| {
+        let heard_tx = heard_tx.clone();
+        async move {
+            if peer.head().await.is_none() {
+                return;
+            }
+            peer.write("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nbig!")
+                .await;
+            let early = std::mem::take(&mut peer.buf);
+            heard_tx.send_modify(|h| h.bytes.extend_from_slice(&early));
+            let mut chunk = [0u8; 4096];
+            loop {
+                match peer.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => heard_tx.send_modify(|h| h.bytes.extend_from_slice(&chunk[..n])),
+                }
+            }
+            heard_tx.send_modify(|h| h.closed = true);
+        }
+    })
+    .await;
+    let gw = gateway(&upstream.url(), "").await;
+
+    let part1 = "first part of a large upload;";
+    let hidden = "GET /smuggled HTTP/1.1\r\nHost: x\r\nX-User-Id: victim\r\n\r\n";
+    let (head, part1, part2) = match framing {
+        Framing::Chunked => (
+            "POST /public/upload HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_owned(),
+            format!("{:x}\r\n{part1}\r\n", part1.len()),
+            // One more chunk, and no last chunk: the body stays unfinished.
+            format!("{:x}\r\n{hidden}\r\n", hidden.len()),
+        ),
+        Framing::Length => (
+            // Announces more than both parts: the body stays unfinished.
+            format!(
+                "POST /public/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n",
+                part1.len() + hidden.len() + 100
+            ),
+            part1.to_owned(),
+            hidden.to_owned(),
+        ),
+    };
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(format!("{head}{part1}").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !answer.ends_with(b"big!") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the early answer arrives while the body is unfinished")
+            .unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    eprintln!("ANSWER {:?}", String::from_utf8_lossy(&answer));
+    // The client goes on with its body as if nothing happened (the gateway may already
+    // have stopped reading it).
+    let _ = stream.write_all(part2.as_bytes()).await;
+
+    // Until the upstream connection ends, or the hidden request reaches it.
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        heard.wait_for(|h| h.closed || h.holds(b"smuggled")),
+    )
+    .await
+    .map(|h| h.expect("the upstream records").clone());
+    let now = heard.borrow().clone();
+    assert!(
+        !now.holds(b"smuggled") && !now.holds(b"victim"),
+        "the body sent after the answer reached the upstream: {}",
+        String::from_utf8_lossy(&now.bytes)
+    );
+    assert!(
+        seen.is_ok_and(|h| h.closed),
+        "the upstream connection stays open while the client's body is unfinished"
+    );
+    assert_eq!(upstream.accepts(), 1);
+    drop(stream);
+}
+
+#[tokio::test]
+async fn a_chunked_body_sent_after_an_early_answer_never_reaches_the_upstream() {
+    the_body_after_an_early_answer_never_reaches_the_upstream(Framing::Chunked).await;
+}
+
+#[tokio::test]
+async fn a_length_body_sent_after_an_early_answer_never_reaches_the_upstream() {
+    the_body_after_an_early_answer_never_reaches_the_upstream(Framing::Length).await;
+}
+
+/// An upstream that answers while it reads: its response head and a first chunk at once,
+/// then each request chunk echoed as it comes, and the end of its answer after the end
+/// of the request. The client gets each echo before it sends the next chunk.
+#[tokio::test]
+async fn a_full_duplex_exchange_streams_both_ways_until_both_end() {
+    let upstream = RawUpstream::start(|mut peer| async move {
+        while let Some(head) = peer.head().await {
+            if head.target != "/public/duplex" {
+                let _ = peer.body(&head).await;
+                peer.write(ok(&head.target)).await;
+                continue;
+            }
+            peer.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nready\r\n")
+                .await;
+            loop {
+                let Some(size) = peer.line().await else {
+                    return;
+                };
+                let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                if size == 0 {
+                    while !peer.line().await.unwrap_or_default().is_empty() {}
+                    peer.write("0\r\n\r\n").await;
+                    break;
+                }
+                if !peer.fill(size + 2).await {
+                    return;
+                }
+                let mut out = format!("{size:x}\r\n").into_bytes();
+                out.extend(peer.buf.drain(..size + 2));
+                peer.write(out).await;
+            }
+        }
+    })
+    .await;
+    let gw = gateway(&upstream.url(), "").await;
+
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /public/duplex HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut stream, &mut got, b"ready").await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    for i in 0..3 {
+        let piece = format!("ping-{i}");
+        stream
+            .write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes())
+            .await
+            .unwrap();
+        // The echo comes back while the request body is still open.
+        read_until(&mut stream, &mut got, piece.as_bytes()).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    read_until(&mut stream, &mut got, b"\r\n0\r\n\r\n").await;
+    let got = String::from_utf8_lossy(&got);
+    let (_, body) = got.split_once("\r\n\r\n").unwrap();
+    assert_eq!(dechunk(body), "readyping-0ping-1ping-2");
+
+    // The next request on the same client connection gets its own answer.
+    stream
+        .write_all(b"GET /public/after HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    read_until(&mut stream, &mut rest, b"\r\n\r\n/public/after").await;
+}
+
+/// Reads from `stream` into `got` until it holds `want`.
+async fn read_until(stream: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
+    let mut chunk = [0u8; 4096];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {:?} in {:?}",
+                    String::from_utf8_lossy(want),
+                    String::from_utf8_lossy(got)
+                )
+            })
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The data of a chunked body that ends with its last chunk.
+fn dechunk(mut body: &str) -> String {
+    let mut data = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size");
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            return data;
+        }
+        data.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
