@@ -343,6 +343,10 @@ struct ConnState {
     read_waiting: AtomicBool,
     /// Responses hyper still holds (not yet written out in full).
     exchanges: AtomicUsize,
+    /// Request bodies still being read: a response can be written in full (an upstream
+    /// that answered early) while its request's body still streams in, and the bytes
+    /// that come next are that body's, never the start of a request.
+    bodies: AtomicUsize,
     /// A request body was left unread (hyper may still be discarding it), or a request
     /// stalled mid-head: this connection is never parked.
     never_park: AtomicBool,
@@ -356,6 +360,7 @@ impl ConnState {
             unflushed: AtomicBool::new(false),
             read_waiting: AtomicBool::new(false),
             exchanges: AtomicUsize::new(0),
+            bodies: AtomicUsize::new(0),
             never_park: AtomicBool::new(false),
         }
     }
@@ -372,6 +377,7 @@ impl ConnState {
     /// Whether hyper is between two requests with nothing buffered to write.
     fn at_message_boundary(&self) -> bool {
         self.exchanges.load(Ordering::Relaxed) == 0
+            && self.bodies.load(Ordering::Relaxed) == 0
             && !self.unflushed.load(Ordering::Relaxed)
             && self.read_waiting.load(Ordering::Relaxed)
             && !self.never_park.load(Ordering::Relaxed)
@@ -480,10 +486,7 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Exchanges<H> {
         let open = Exchange::open(&self.state);
         let state = self.state.clone();
         let req = req.map(|inner| Watched {
-            watch: ReadToEnd {
-                ended: inner.is_end_stream(),
-                state,
-            },
+            watch: ReadToEnd::new(inner.is_end_stream(), state),
             inner,
         });
         // Boxed: hyper keeps the future of the request in flight inside the connection,
@@ -573,9 +576,21 @@ pub struct ReadToEnd {
     state: Arc<ConnState>,
 }
 
+impl ReadToEnd {
+    fn new(ended: bool, state: Arc<ConnState>) -> ReadToEnd {
+        if !ended {
+            state.bodies.fetch_add(1, Ordering::Relaxed);
+        }
+        ReadToEnd { ended, state }
+    }
+}
+
 impl Watch for ReadToEnd {
     fn ended(&mut self) {
-        self.ended = true;
+        if !self.ended {
+            self.ended = true;
+            self.state.bodies.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -584,6 +599,7 @@ impl Drop for ReadToEnd {
         if !self.ended {
             // Hyper may still be reading the rest of it off the connection.
             self.state.never_park.store(true, Ordering::Relaxed);
+            self.state.bodies.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

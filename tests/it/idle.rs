@@ -201,3 +201,75 @@ async fn many_idle_connections_are_all_parked_and_all_still_served() {
     }
     assert_eq!(f.upstream.hits(), 400);
 }
+
+/// An HTTP/2 upstream that answers every request at once with 413 and holds its body
+/// unread for a while; it records the paths it was asked for.
+async fn early_h2_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = paths.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        seen.lock().unwrap().push(req.uri().path().to_owned());
+                        // The body stays open, unread, after the answer.
+                        let body = req.into_body();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                            drop(body);
+                        });
+                        let resp = http::Response::builder()
+                            .status(413)
+                            .header("content-length", "0")
+                            .body(http_body_util::Empty::<bytes::Bytes>::new())
+                            .unwrap();
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, paths)
+}
+
+/// The response to a request can be written in full while its body still streams in
+/// (an upstream that answered early and keeps the stream open): the connection is not
+/// at a request boundary then, so a pause never turns the rest of the body into a
+/// request.
+#[tokio::test]
+async fn the_body_of_a_request_already_answered_is_never_read_as_a_request() {
+    let (upstream, paths) = early_h2_upstream().await;
+    let gw = TestGateway::start(&format!(
+        "[[routes]]\nname = \"up\"\nprefix = \"/up\"\nupstream = \"{upstream}\"\n\
+         upstream_protocol = \"http2\"\nauth = \"public\"\n"
+    ))
+    .await;
+    gw.wait_ready().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(
+        b"POST /up/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_response(&mut s).await.0, 413);
+    tokio::time::sleep(QUIET).await;
+    let _ = s
+        .write_all(b"GET /up/smuggled HTTP/1.1\r\nHost: x\r\nX-User-Id: victim\r\n\r\n")
+        .await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
+        "a second answer came: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    let paths = paths.lock().unwrap().clone();
+    assert_eq!(paths, ["/up/upload"], "the upstream was asked for more");
+}
