@@ -83,6 +83,13 @@ pub struct Protocols {
 
 impl Protocols {
     pub fn new(server: &ServerConfig) -> Protocols {
+        // `max_buf_size` is what bounds a request head in hyper: a head still incomplete
+        // when the read buffer is full gets 431 (`max_header_size` alone is checked
+        // only once a head is complete, after up to ~400 KiB were buffered for it). It
+        // also caps each read of a request body (64 KiB reads by default, as nginx's
+        // bench configuration uses) and how much hyper queues before a flush, but not
+        // the size of one write: a response body is written out frame by frame as the
+        // upstream side delivered it (hundreds of KiB per `writev` for a download).
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -240,6 +247,12 @@ async fn serve_h1<I: ClientStream, H: Handler>(
         tokio::pin!(timer);
         loop {
             tokio::select! {
+                // Hyper first: under load a connection's task may wait in the run queue
+                // past its park timer while its next request already sits in the socket.
+                // Polled in random order, half of those would be parked and rebuilt at
+                // once, for nothing; polled first, hyper reads the request and the
+                // connection is no longer at a message boundary.
+                biased;
                 result = Pin::new(&mut *conn) => {
                     if let Err(e) = result {
                         tracing::debug!("connection ended: {e}");
@@ -322,6 +335,13 @@ fn next_check(state: &ConnState, may_park: bool, idle_timeout: Duration) -> Inst
     if may_park && !state.never_park.load(Ordering::Relaxed) {
         let park = if last + PARK_AFTER > now {
             last + PARK_AFTER
+        } else if state.exchanges.load(Ordering::Relaxed) > 0 {
+            // A request in flight for a while (a slow or busy upstream): look again after
+            // as long as it has taken so far rather than every PARK_AFTER. With 10k
+            // connections each waiting about a second for its answer, a check every
+            // 100 ms woke every connection ten times per request. It parks at most that
+            // much later once the response is out.
+            now + (now - last)
         } else {
             now + PARK_AFTER
         };

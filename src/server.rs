@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
@@ -17,6 +17,28 @@ use crate::jwks::KeyStore;
 use crate::listener::Listener;
 use crate::proxy;
 use crate::state::{Shared, Snapshot};
+
+/// How many connections the kernel may hold completed but not yet accepted (it caps
+/// this at `net.core.somaxconn`). When thousands of clients connect at once, the accept
+/// loop takes them in turns with the connections already open; with the 1024 that
+/// `TcpListener::bind` asks for, the queue overflowed and the kernel dropped handshakes,
+/// which clients retried after 1 s and 3 s (the multi-second tail of the 10k-connection
+/// benchmark). nginx's bench configuration asks for 32768 too.
+const LISTEN_BACKLOG: u32 = 32768;
+
+/// Binds the proxy listener with room for a burst of connections ([`LISTEN_BACKLOG`]).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted gateway can bind while old connections
+    // of the previous one linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// A running gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
@@ -63,8 +85,7 @@ impl Gateway {
     /// Binds both listeners, starts fetching keys in the background, and returns at once:
     /// the listeners accept while keys load (`/readyz` says when they have).
     async fn launch(config: Config, path: Option<PathBuf>) -> anyhow::Result<Gateway> {
-        let proxy_listener = TcpListener::bind(config.server.listen)
-            .await
+        let proxy_listener = listen(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let admin_listener = TcpListener::bind(config.server.admin_listen)
             .await

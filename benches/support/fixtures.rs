@@ -111,9 +111,14 @@ impl Fixture {
     /// A compact JWS in Better Auth's shape (header `{alg, kid}`), for user `sub`.
     pub fn token(&self, sub: &str) -> String {
         let header = json!({"alg": self.alg.as_str(), "kid": self.kid});
+        // Issued now: a fixed `iat` would one day lie in the future, which is refused.
+        let iat = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
         let claims = json!({
             "iss": ISSUER, "aud": ISSUER, "sub": sub,
-            "iat": 1_800_000_000u64, "exp": 4_000_000_000u64,
+            "iat": iat, "exp": 4_000_000_000u64,
             "email": format!("{sub}@example.com"),
         });
         let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
