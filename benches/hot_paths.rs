@@ -23,7 +23,7 @@ use portcullis::internals::{
 };
 use portcullis::{Alg, Config};
 
-use fixtures::{Fixture, ISSUER, jwks};
+use fixtures::{Fixture, inline_config, jwks};
 
 const ALGS: [Alg; 5] = [Alg::EdDSA, Alg::ES256, Alg::ES512, Alg::RS256, Alg::PS256];
 
@@ -87,16 +87,7 @@ fn token(c: &mut Criterion) {
 /// key set through one more `ArcSwap`.
 fn token_cache(c: &mut Criterion) {
     let fixture = Fixture::new(Alg::EdDSA);
-    let config = Config::from_toml(
-        &format!(
-            "[server]\ntoken_cache_entries = 100000\n[[providers]]\nname = \"bench\"\n\
-             issuer = \"{ISSUER}\"\naudiences = [\"{ISSUER}\"]\njwks = '''{}'''\n",
-            String::from_utf8(jwks(std::slice::from_ref(&fixture))).expect("UTF-8 JWKS")
-        ),
-        "bench.toml",
-        Path::new("."),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let config = inline_config(&fixture, 100_000);
     let auth = authenticator(&config);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

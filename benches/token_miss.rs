@@ -14,15 +14,14 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use std::path::Path;
 use std::time::Instant;
 
 use std::hint::black_box;
 
+use portcullis::Alg;
 use portcullis::internals::{KeySet, Profile, authenticator, parse_token};
-use portcullis::{Alg, Config};
 
-use fixtures::{Fixture, ISSUER, jwks};
+use fixtures::{Fixture, inline_config, jwks};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -36,16 +35,7 @@ fn main() {
     // insert evicts (as in a long run of distinct tokens).
     let entries: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     let fixture = Fixture::new(alg);
-    let config = Config::from_toml(
-        &format!(
-            "[server]\ntoken_cache_entries = {entries}\n[[providers]]\nname = \"bench\"\n\
-             issuer = \"{ISSUER}\"\naudiences = [\"{ISSUER}\"]\njwks = '''{}'''\n",
-            String::from_utf8(jwks(std::slice::from_ref(&fixture))).expect("UTF-8 JWKS")
-        ),
-        "bench.toml",
-        Path::new("."),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let config = inline_config(&fixture, entries);
     let auth = authenticator(&config);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -6,7 +6,7 @@ use aws_lc_rs::rsa::{self, PublicKeyComponents};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use portcullis::Alg;
+use portcullis::{Alg, Config};
 use serde_json::{Value, json};
 
 pub const ISSUER: &str = "http://127.0.0.1:3000";
@@ -131,4 +131,19 @@ impl Fixture {
 pub fn jwks(fixtures: &[Fixture]) -> Vec<u8> {
     let keys: Vec<Value> = fixtures.iter().map(Fixture::jwk).collect();
     json!({ "keys": keys }).to_string().into_bytes()
+}
+
+/// A config with one provider whose keys are `fixture`'s, inline (nothing is fetched),
+/// and a verified-token cache of `cache_entries`.
+pub fn inline_config(fixture: &Fixture, cache_entries: u32) -> Config {
+    Config::from_toml(
+        &format!(
+            "[server]\ntoken_cache_entries = {cache_entries}\n[[providers]]\nname = \"bench\"\n\
+             issuer = \"{ISSUER}\"\naudiences = [\"{ISSUER}\"]\njwks = '''{}'''\n",
+            String::from_utf8(jwks(std::slice::from_ref(fixture))).expect("UTF-8 JWKS")
+        ),
+        "bench.toml",
+        std::path::Path::new("."),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
