@@ -83,28 +83,27 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
         names = [f"{s}/{c}" for s, c in runs if v(s, c, "noisy")]
         return f" [noisy: {', '.join(names)}]" if names else ""
 
-    pc, ng = v("eddsa-repeat", "portcullis", "cpu_us_per_req"), v("public", "nginx", "cpu_us_per_req")
-    out.append(
-        (
-            "Repeated EdDSA token: Portcullis CPU/request ≤ 1.3 × nginx plain proxy",
-            f"{fmt(pc, 1)} µs vs nginx {fmt(ng, 1)} µs = {ratio(pc, ng)}"
-            + noisy(("eddsa-repeat", "portcullis"), ("public", "nginx"))
-            if pc and ng
-            else "not measured",
-            None if not (pc and ng) else pc <= 1.3 * ng,
-        )
-    )
+    def cpu_ratio(label: str, ours: tuple[str, str], theirs: tuple[str, str], factor: float) -> None:
+        """Portcullis's CPU per request in `ours` (scenario, contender) within `factor` of
+        nginx's in `theirs`."""
+        p, n = v(*ours, "cpu_us_per_req"), v(*theirs, "cpu_us_per_req")
+        if not (p and n):
+            out.append((label, "not measured", None))
+            return
+        fig = f"{fmt(p, 1)} µs vs nginx {fmt(n, 1)} µs = {ratio(p, n)}" + noisy(ours, theirs)
+        out.append((label, fig, p <= factor * n))
 
-    pp = v("public", "portcullis", "cpu_us_per_req")
-    out.append(
-        (
-            "Public route, access logs off: Portcullis CPU/request ≤ 1.2 × nginx",
-            f"{fmt(pp, 1)} µs vs nginx {fmt(ng, 1)} µs = {ratio(pp, ng)}"
-            + noisy(("public", "portcullis"), ("public", "nginx"))
-            if pp and ng
-            else "not measured",
-            None if not (pp and ng) else pp <= 1.2 * ng,
-        )
+    cpu_ratio(
+        "Repeated EdDSA token: Portcullis CPU/request ≤ 1.3 × nginx plain proxy",
+        ("eddsa-repeat", "portcullis"),
+        ("public", "nginx"),
+        1.3,
+    )
+    cpu_ratio(
+        "Public route, access logs off: Portcullis CPU/request ≤ 1.2 × nginx",
+        ("public", "portcullis"),
+        ("public", "nginx"),
+        1.2,
     )
 
     def throughput(scenario: str, factor: float, label: str) -> None:
@@ -213,16 +212,11 @@ def targets(res: Results) -> list[tuple[str, str, bool | None]]:
             )
         )
     # The production shape: both with their access log on.
-    pl, nl = v("eddsa-repeat", "portcullis+log", "cpu_us_per_req"), v("public", "nginx+log", "cpu_us_per_req")
-    out.append(
-        (
-            "Repeated EdDSA token, access logs on for both: CPU/request ≤ 1.3 × nginx with its log (public route)",
-            f"{fmt(pl, 1)} µs vs nginx {fmt(nl, 1)} µs = {ratio(pl, nl)}"
-            + noisy(("eddsa-repeat", "portcullis+log"), ("public", "nginx+log"))
-            if pl and nl
-            else "not measured",
-            None if not (pl and nl) else pl <= 1.3 * nl,
-        )
+    cpu_ratio(
+        "Repeated EdDSA token, access logs on for both: CPU/request ≤ 1.3 × nginx with its log (public route)",
+        ("eddsa-repeat", "portcullis+log"),
+        ("public", "nginx+log"),
+        1.3,
     )
     for scenario in ("public", "eddsa-repeat"):
         on, off = v(scenario, "portcullis+log", "cpu_us_per_req"), v(scenario, "portcullis", "cpu_us_per_req")
