@@ -209,8 +209,9 @@ fn routing(c: &mut Criterion) {
 
 /// The rewrite at the trust boundary (`rewrite_request`, the gateway's own): every
 /// spelling of the identity and override headers out, the hop-by-hop headers and whatever
-/// `Connection` names out, the forwarding headers and the identity in (on a copy of a
-/// browser's request headers, the copy made outside the timing).
+/// `Connection` names out, the auth server's cookies out (the default `[cookies] strip`),
+/// the forwarding headers and the identity in (on a copy of a browser's request headers,
+/// the copy made outside the timing).
 fn headers(c: &mut Criterion) {
     let user = HeaderName::from_static("x-user-id");
     let email = HeaderName::from_static("x-user-email");
@@ -219,6 +220,7 @@ fn headers(c: &mut Criterion) {
             .into_iter()
             .chain(&OVERRIDE_HEADERS.map(HeaderName::from_static)),
     );
+    let config = Config::from_toml(ROUTES, "bench.toml", Path::new(".")).expect("valid config");
     let alice = HeaderValue::from_static("alice");
     let claims = [(email.clone(), HeaderValue::from_static("alice@example.com"))];
     let out = Outbound {
@@ -232,16 +234,25 @@ fn headers(c: &mut Criterion) {
         user: Some((&user, &alice)),
         claims: &claims,
         upgrade: None,
-        drop_cookies: &[],
+        drop_cookies: &config.cookies.strip,
     };
     let token = Fixture::new(Alg::EdDSA).token("user-0000001");
     let clean = request_headers(&token);
     let mut forged = clean.clone();
     forged.append("x_user_id", HeaderValue::from_static("admin"));
     forged.append(header::CONNECTION, HeaderValue::from_static("x-request-id"));
+    let mut cookies = clean.clone();
+    cookies.insert(
+        header::COOKIE,
+        HeaderValue::from_static("theme=dark; _ga=GA1.2.1234567890.1764763200; cart=3"),
+    );
 
     let mut g = c.benchmark_group("headers");
-    for (name, input) in [("typical", &clean), ("forged", &forged)] {
+    for (name, input) in [
+        ("typical", &clean),
+        ("forged", &forged),
+        ("cookies", &cookies),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || input.clone(),
