@@ -295,18 +295,24 @@ fn drop_cookies(headers: &mut HeaderMap, names: &[String]) {
     let Some(value) = headers.get(header::COOKIE) else {
         return;
     };
-    let kept: Vec<&[u8]> = value
-        .as_bytes()
-        .split(|&b| b == b';')
-        .map(<[u8]>::trim_ascii)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-            // A name that is not text is no cookie of the auth server's.
-            let name = String::from_utf8_lossy(name.trim_ascii());
-            !names.iter().any(|n| crate::session::in_family(&name, n))
-        })
-        .collect();
+    let pairs = || {
+        value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty())
+    };
+    let dropped = |pair: &&[u8]| {
+        let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+        // A name that is not text is no cookie of the auth server's.
+        let name = String::from_utf8_lossy(name.trim_ascii());
+        names.iter().any(|n| crate::session::in_family(&name, n))
+    };
+    // Most requests carry none of them: their header is left as it came.
+    if !pairs().any(|pair| dropped(&pair)) {
+        return;
+    }
+    let kept: Vec<&[u8]> = pairs().filter(|pair| !dropped(pair)).collect();
     if kept.is_empty() {
         headers.remove(header::COOKIE);
         return;
