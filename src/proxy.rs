@@ -1,7 +1,8 @@
 //! The request pipeline, as named stages: check the target, route (on the normalized
 //! path), answer a CORS preflight, authenticate (and authorize), check revocation, admit
-//! (method and body size), limit (the route's rate limits), then forward: rewrite the headers at the trust boundary, send, relay. Each stage
-//! is a short function over its own module; a new stage is one line in `handle_inner`.
+//! (method and body size), limit (the route's rate limits), then forward: rewrite the
+//! headers at the trust boundary, send, relay. Each stage is a short function over its
+//! own module; a new stage is one line in `handle_inner`.
 //! `handle_inner` returns `Result`; `handle` alone counts, logs and renders. No error path
 //! forwards anything: the request reaches the upstream only at the end of `forward`,
 //! after every stage has passed.
