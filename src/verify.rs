@@ -282,7 +282,9 @@ impl Authenticator {
         let valid_until = check_claims(&t.claims, &provider.config, profile)?;
         let mut cookie_session = None;
         if profile == Profile::Session {
-            cookie_session = session_id(&t.claims);
+            // Without its session's id, a cookie could not be revoked by session: refused.
+            let id = session_id(&t.claims).ok_or(TokenError::ClaimType("session.id"))?;
+            cookie_session = Some(id);
             t.claims = t.claims.session_view()?;
         }
         let user_id = subject_header(&t.claims)?;
@@ -320,8 +322,8 @@ impl Authenticator {
         };
 
         let mut marks = Marks::of(&t.claims, provider.config.session_claim.as_deref());
-        if cookie_session.is_some() {
-            marks.session = cookie_session;
+        if let Some(id) = cookie_session {
+            marks.session = Some(id);
         }
         Ok(Identity {
             provider: index,

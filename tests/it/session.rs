@@ -272,6 +272,20 @@ async fn anything_but_a_genuine_session_cookie_is_a_401_that_never_reaches_the_u
             ),
         ),
         (
+            "no session id (it could not be revoked)",
+            cookie_header(
+                COOKIE,
+                &mint_session(
+                    &e.key,
+                    SESSION_TYP,
+                    &with(&|c| {
+                        c["session"].as_object_mut().unwrap().remove("id");
+                    }),
+                ),
+                None,
+            ),
+        ),
+        (
             "signed by another key",
             cookie_header(
                 COOKIE,
