@@ -443,16 +443,9 @@ async fn an_early_answer_with_the_request_body_unread_is_never_reused() {
         .write_all(format!("{head}{a}").as_bytes())
         .await
         .unwrap();
+    // The early answer arrives while the body is unfinished.
     let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !answer.ends_with(b"big!") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("the early answer arrives while the body is unfinished")
-            .unwrap();
-        assert!(n > 0, "closed before the answer");
-        answer.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut stream, &mut answer, b"big!").await;
     assert!(answer.starts_with(b"HTTP/1.1 413"));
     stream.write_all(b.as_bytes()).await.unwrap();
     // The gateway has read the whole body when it is ready for this connection's next
@@ -509,20 +502,11 @@ async fn an_interim_100_continue_is_skipped_and_the_connection_reused() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !got.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0);
-        got.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut stream, &mut got, b"\r\n\r\n").await;
     assert!(got.starts_with(b"HTTP/1.1 100 Continue"), "{got:?}");
     stream.write_all(b"hello").await.unwrap();
     got.clear();
-    while !got.ends_with(b"POST hello") {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut stream, &mut got, b"POST hello").await;
     assert!(
         got.starts_with(b"HTTP/1.1 200"),
         "{}",
@@ -688,12 +672,7 @@ async fn an_upgraded_connection_is_never_reused() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !got.ends_with(b"tunnel-open") {
-        let n = tunnel.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut tunnel, &mut got, b"tunnel-open").await;
     assert!(got.starts_with(b"HTTP/1.1 101"));
 
     assert_eq!(get(gw.addr, "/public/after").await.text(), "/public/after");
@@ -701,6 +680,7 @@ async fn an_upgraded_connection_is_never_reused() {
 
     // The tunnel still works, on its own connection.
     tunnel.write_all(b"ping").await.unwrap();
+    let mut chunk = [0u8; 16];
     let n = tunnel.read(&mut chunk).await.unwrap();
     assert_eq!(&chunk[..n], b"PING");
 }
@@ -843,16 +823,9 @@ async fn the_body_after_an_early_answer_never_reaches_the_upstream(framing: Fram
         .write_all(format!("{head}{part1}").as_bytes())
         .await
         .unwrap();
+    // The early answer arrives while the body is unfinished.
     let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !answer.ends_with(b"big!") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("the early answer arrives while the body is unfinished")
-            .unwrap();
-        assert!(n > 0, "closed before the answer");
-        answer.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut stream, &mut answer, b"big!").await;
     assert!(
         answer.starts_with(b"HTTP/1.1 413"),
         "{}",
