@@ -224,6 +224,9 @@ async fn serve_h2<I: ClientStream, H: Handler>(
     }
 }
 
+/// Serves HTTP/1 until the connection ends, parking it whenever it idles at a message
+/// boundary. The phases are separate futures so that a parked connection's task holds
+/// only what waiting needs: no timer or select state of the hyper phase.
 async fn serve_h1<I: ClientStream, H: Handler>(
     protocols: &Protocols,
     mut io: ClientIo<I>,
@@ -231,6 +234,25 @@ async fn serve_h1<I: ClientStream, H: Handler>(
     metrics: Option<&Metrics>,
     cancel: CancellationToken,
 ) {
+    loop {
+        let Some(parked) = drive_h1(protocols, io, &service, &cancel).await else {
+            return;
+        };
+        io = parked;
+        if !wait_parked(&io, protocols.idle_timeout, metrics, &cancel).await {
+            return;
+        }
+    }
+}
+
+/// Runs hyper on the connection until it ends (`None`) or has been quiet at a message
+/// boundary long enough to park (`Some`, the bare stream).
+async fn drive_h1<I: ClientStream, H: Handler>(
+    protocols: &Protocols,
+    mut io: ClientIo<I>,
+    service: &Exchanges<H>,
+    cancel: &CancellationToken,
+) -> Option<ClientIo<I>> {
     let state = io.state.clone();
     let idle_timeout = protocols.idle_timeout;
     let may_park = io.inner.parkable().is_some();
@@ -257,7 +279,7 @@ async fn serve_h1<I: ClientStream, H: Handler>(
                     if let Err(e) = result {
                         tracing::debug!("connection ended: {e}");
                     }
-                    return;
+                    return None;
                 }
                 () = cancel.cancelled(), if !closing => {
                     closing = true;
@@ -277,27 +299,21 @@ async fn serve_h1<I: ClientStream, H: Handler>(
             }
         }
         // Park: take hyper's connection apart at the message boundary.
-        let Some(http1::Parts {
+        let http1::Parts {
             io: parked,
             read_buf,
             ..
-        }) = conn.into_parts()
-        else {
-            return;
-        };
+        } = conn.into_parts()?;
         io = parked.into_inner();
-        if !read_buf.is_empty() {
-            // The start of a request that stalled: serve it on, without parking again (so
-            // a slow client cannot restart hyper's header timer over and over).
-            io.prefix = read_buf;
-            state.never_park.store(true, Ordering::Relaxed);
-            continue;
+        if read_buf.is_empty() {
+            // Even empty, it still holds hyper's whole read buffer.
+            drop(read_buf);
+            return Some(io);
         }
-        // Even empty, it still holds hyper's whole read buffer.
-        drop(read_buf);
-        if !wait_parked(&io, idle_timeout, metrics, &cancel).await {
-            return;
-        }
+        // The start of a request that stalled: serve it on, without parking again (so a
+        // slow client cannot restart hyper's header timer over and over).
+        io.prefix = read_buf;
+        state.never_park.store(true, Ordering::Relaxed);
     }
 }
 
@@ -423,6 +439,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Let go of its allocation: an idle connection keeps its IO for hours.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -500,7 +520,7 @@ impl<H: Clone> Clone for Exchanges<H> {
 impl<H: Handler> hyper::service::Service<Request<Incoming>> for Exchanges<H> {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+    type Future = Respond;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let open = Exchange::open(&self.state);
@@ -509,13 +529,30 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Exchanges<H> {
             watch: ReadToEnd::new(inner.is_end_stream(), state),
             inner,
         });
-        // Boxed: hyper keeps the future of the request in flight inside the connection,
-        // and the pipeline's future is a few KiB.
-        let handling = self.handler.call(req);
-        Box::pin(async move {
-            let resp = handling.await;
-            Ok(resp.map(|inner| Watched { inner, watch: open }))
-        })
+        Respond {
+            // Boxed where it is made: hyper keeps the future of the request in flight
+            // inside the connection, and the pipeline's future is a few KiB, so it is
+            // moved once, into its box, and never again.
+            handling: Box::pin(self.handler.call(req)),
+            open: Some(open),
+        }
+    }
+}
+
+/// The future of one exchange: the pipeline's, whose response is then watched until
+/// hyper has written it.
+struct Respond {
+    handling: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+    open: Option<Exchange>,
+}
+
+impl Future for Respond {
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let resp = ready!(self.handling.as_mut().poll(cx));
+        let watch = self.open.take().expect("a response is produced once");
+        Poll::Ready(Ok(resp.map(|inner| Watched { inner, watch })))
     }
 }
 

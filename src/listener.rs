@@ -90,11 +90,11 @@ impl Listener {
                 peer,
                 tls: tls.is_some(),
             });
-            let served = served.clone();
-            tracker.spawn(async move {
-                let _permit = permit;
-                served.connection(stream, peer, tls, handler).await;
-            });
+            tracker.spawn(
+                served
+                    .clone()
+                    .connection(permit, stream, peer, tls, handler),
+            );
         }
         drop(socket);
         tracker.close();
@@ -144,9 +144,13 @@ impl Served {
         }
     }
 
-    /// Serves one connection to its end, after a TLS handshake when `tls` is set.
+    /// Serves one connection to its end, after a TLS handshake when `tls` is set, holding
+    /// its slot until then. One future for the whole connection, not one wrapped in
+    /// another: each layer of `async` keeps its own copy of what it was given, and an
+    /// idle connection's task is most of what it costs.
     async fn connection<H: Handler>(
-        &self,
+        self: Arc<Self>,
+        _slot: OwnedSemaphorePermit,
         stream: TcpStream,
         peer: SocketAddr,
         tls: Option<Arc<rustls::ServerConfig>>,
@@ -159,13 +163,14 @@ impl Served {
             None => conn::serve(&self.protocols, stream, handler, metrics, cancel).await,
             // Boxed, so a plaintext connection's task has no room for TLS state.
             Some(config) => {
+                let served = &self;
                 Box::pin(async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                    match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
+                    match tokio::time::timeout(served.handshake_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(tls_stream)) => {
-                            conn::serve(&self.protocols, tls_stream, handler, metrics, cancel)
+                            conn::serve(&served.protocols, tls_stream, handler, metrics, cancel)
                                 .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
