@@ -53,6 +53,8 @@ PORT_OFFSETS = {
 }
 PORTS: dict[str, int] = {}
 BIG = 100 * 1024 * 1024
+# Streamed transfers per stream run; the median one is reported.
+STREAM_TRANSFERS = 3
 # Distinct-token pools: a run never sends more requests than its pool holds (its length
 # is cut to fit), so every token is new to the contender's cache.
 # RS256 signing is slow (~1 ms a token per core), so its pool is smaller.
@@ -448,6 +450,10 @@ class Bench:
         }
 
     def run_stream(self, s: Scenario, c: Contender, svc: Service) -> dict:
+        """STREAM_TRANSFERS transfers one after another on the same contender; the figures
+        are the median transfer's (by MB/s), each transfer's are kept. One 100 MiB transfer
+        on loopback lasts a tenth of a second, short enough for TCP's buffer autotuning
+        and the scheduler to swing one figure several-fold."""
         port = PORTS[c.kind]
         token = self.pool_file("EdDSA-1").read_text().strip()
         self.wrk(port, "/api/data", self.pool_file("EdDSA-1"), 10, 1)
@@ -455,36 +461,56 @@ class Bench:
         pids = svc.tree()
         rss0 = measure.rss_kib(pids)
         measure.reset_peak_rss(pids)
-        p0 = measure.cpu_ticks(pids)
-        meter = Meter(self.ours(svc))
         url = f"http://127.0.0.1:{port}{s.path}"
         curl = ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "--max-time", "300"]
         if s.name == "upload":
             curl += ["-H", "Expect:", "-T", str(WWW / "big.bin"), "-w", "%{http_code} %{size_upload} %{time_total}", url]
         else:
             curl += ["-w", "%{http_code} %{size_download} %{time_total}", url]
-        out = subprocess.run(pinned(self.load_cpu, curl), capture_output=True, text=True, timeout=320)
+        meter = Meter(self.ours(svc))
+        transfers = [self.transfer(curl, pids) for _ in range(STREAM_TRANSFERS)]
         win = meter.stop()
-        p1 = measure.cpu_ticks(pids)
         peak = measure.peak_rss_kib(pids)
-        try:
-            code, size, secs = out.stdout.split()
-            code, size, secs = int(code), int(float(size)), float(secs)
-        except ValueError:
-            raise ServiceError(f"curl: {out.stderr.strip() or out.stdout!r}") from None
+        ranked = sorted(transfers, key=lambda t: t["mb_per_s"] or 0)
+        mid = ranked[len(ranked) // 2]
         return {
-            "http_status": code,
-            "bytes": size,
-            "seconds": round(secs, 3),
-            "mb_per_s": round(size / secs / 1e6, 1) if secs else None,
-            "cpu_s": round((p1.total - p0.total) / measure.CLK_TCK, 2),
+            "http_status": mid["http_status"],
+            "bytes": mid["bytes"],
+            "seconds": mid["seconds"],
+            "mb_per_s": mid["mb_per_s"],
+            "cpu_s": mid["cpu_s"],
+            "kib_per_write": mid["kib_per_write"],
+            "transfers": transfers,
             "rss_start_mib": round(rss0 / 1024, 1),
             "peak_rss_mib": round(peak / 1024, 1),
             "rss_growth_mib": round((peak - rss0) / 1024, 1),
             "noise_cores": round(win.foreign_cores(), 3),
             "noisy": win.foreign_cores() > self.args.noise_limit,
             "waited_for_quiet_s": round(waited, 1),
-            "ok": code in (200, 201, 204) and size == BIG,
+            "ok": all(t["http_status"] in (200, 201, 204) and t["bytes"] == BIG for t in transfers),
+        }
+
+    def transfer(self, curl: list[str], pids: list[int]) -> dict:
+        """One curl transfer: its speed, and the contender's CPU and read/write calls."""
+        p0, io0 = measure.cpu_ticks(pids), measure.io_counts(pids)
+        out = subprocess.run(pinned(self.load_cpu, curl), capture_output=True, text=True, timeout=320)
+        p1, io1 = measure.cpu_ticks(pids), measure.io_counts(pids)
+        try:
+            code, size, secs = out.stdout.split()
+            code, size, secs = int(code), int(float(size)), float(secs)
+        except ValueError:
+            raise ServiceError(f"curl: {out.stderr.strip() or out.stdout!r}") from None
+        d = {k: io1[k] - io0[k] for k in io0}
+        return {
+            "http_status": code,
+            "bytes": size,
+            "seconds": round(secs, 3),
+            "mb_per_s": round(size / secs / 1e6, 1) if secs else None,
+            "cpu_s": round((p1.total - p0.total) / measure.CLK_TCK, 2),
+            # What the contender's writes moved on average (to its sockets and any file it
+            # buffers to): small pieces mean a system call per few KiB. Reads are not
+            # comparable: recvfrom(2), which some use, is not counted in /proc/PID/io.
+            "kib_per_write": round(d["wchar"] / d["syscw"] / 1024, 1) if d["syscw"] else None,
         }
 
     def run(self, plan: list[tuple[Scenario, Contender]]) -> None:

@@ -74,6 +74,20 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def io_counts(pids: list[int]) -> dict[str, int]:
+    """Read and write system calls and the bytes they moved (/proc/PID/io), summed."""
+    out = {"syscr": 0, "syscw": 0, "rchar": 0, "wchar": 0}
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in out:
+                    out[key] += int(value)
+        except OSError:
+            continue
+    return out
+
+
 def rss_kib(pids: list[int]) -> int:
     return sum(_status_kib(p, "VmRSS") for p in pids)
 

@@ -355,7 +355,7 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
         out += [
             "## 100 MiB streamed bodies",
             "",
-            "One `curl` request through the contender (download: the upstream serves a 100 MiB file; upload: a PUT the upstream reads to the end before it answers). RSS growth is the peak RSS during the transfer minus the RSS just before it.",
+            "Three `curl` requests, one after another, through the same contender (download: the upstream serves a 100 MiB file; upload: a PUT the upstream reads to the end before it answers); MB/s and CPU are the median transfer's, and the notes give every transfer's MB/s and how many KiB the contender's writes moved on average in the median one. RSS growth is the peak RSS over the three transfers minus the RSS just before them.",
             "",
             "| contender | download MB/s | download RSS growth MiB | upload MB/s | upload RSS growth MiB | CPU s (down / up) | notes |",
             "|---|--:|--:|--:|--:|--:|---|",
@@ -364,6 +364,12 @@ def markdown(doc: dict, chart: str | None, smoke: bool = False) -> str:
             d, u = res.by.get(("download", c), {}), res.by.get(("upload", c), {})
             notes = [f"{k} noisy ({r['noise_cores']:.2f} cores elsewhere)" for k, r in (("download", d), ("upload", u)) if r.get("noisy")]
             notes += [f"{k} failed" for k, r in (("download", d), ("upload", u)) if r and not r.get("ok")]
+            notes += [
+                f"{k}: " + " / ".join(fmt(t.get("mb_per_s")) for t in r["transfers"])
+                + f" MB/s; {fmt(r.get('kib_per_write'))} KiB per write"
+                for k, r in (("download", d), ("upload", u))
+                if r.get("transfers")
+            ]
             out.append(
                 f"| {c} | {fmt(d.get('mb_per_s'))} | {fmt(d.get('rss_growth_mib'))} | {fmt(u.get('mb_per_s'))} "
                 f"| {fmt(u.get('rss_growth_mib'))} | {fmt(d.get('cpu_s'), 2)} / {fmt(u.get('cpu_s'), 2)} | {'; '.join(notes)} |"
