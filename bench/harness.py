@@ -492,9 +492,9 @@ class Bench:
 
     def transfer(self, curl: list[str], pids: list[int]) -> dict:
         """One curl transfer: its speed, and the contender's CPU and read/write calls."""
-        p0, io0 = measure.cpu_ticks(pids), measure.io_counts(pids)
+        p0, io0, f0 = measure.cpu_ticks(pids), measure.io_counts(pids), measure.minor_faults(pids)
         out = subprocess.run(pinned(self.load_cpu, curl), capture_output=True, text=True, timeout=320)
-        p1, io1 = measure.cpu_ticks(pids), measure.io_counts(pids)
+        p1, io1, f1 = measure.cpu_ticks(pids), measure.io_counts(pids), measure.minor_faults(pids)
         try:
             code, size, secs = out.stdout.split()
             code, size, secs = int(code), int(float(size)), float(secs)
@@ -511,6 +511,7 @@ class Bench:
             # buffers to): small pieces mean a system call per few KiB. Reads are not
             # comparable: recvfrom(2), which some use, is not counted in /proc/PID/io.
             "kib_per_write": round(d["wchar"] / d["syscw"] / 1024, 1) if d["syscw"] else None,
+            "page_faults": f1 - f0,
         }
 
     def run(self, plan: list[tuple[Scenario, Contender]]) -> None:

@@ -74,6 +74,17 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def minor_faults(pids: list[int]) -> int:
+    """Page faults served without I/O (/proc/PID/stat minflt): memory newly touched."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(_stat_fields(pid)[7])
+        except OSError:
+            continue
+    return total
+
+
 def io_counts(pids: list[int]) -> dict[str, int]:
     """Read and write system calls and the bytes they moved (/proc/PID/io), summed."""
     out = {"syscr": 0, "syscw": 0, "rchar": 0, "wchar": 0}
