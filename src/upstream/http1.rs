@@ -226,7 +226,9 @@ impl Client {
         loop {
             let (mut conn, reused) = match self.inner.checkout(&host) {
                 Some(conn) => (conn, true),
-                None => (self.connect(&key).await?, false),
+                // Boxed: a connect's state is large and rarely needed, and kept inline it
+                // would be copied with every request's future.
+                None => (Box::pin(self.connect(&key)).await?, false),
             };
             match conn.sender.try_send_request(req).await {
                 Ok(resp) => {
