@@ -14,7 +14,8 @@ use http::uri::Authority;
 /// `Trailer` is end-to-end (§6.6.2): it announces trailer fields, which pass on filtered.
 /// `HTTP2-Settings` belongs to an `Upgrade: h2c` (RFC 7540 §3.2.1), which is never
 /// passed on.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP_COUNT: usize = 8;
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -230,18 +231,41 @@ pub fn rewrite_request(headers: &mut HeaderMap, stripped: &IdentityHeaders, out:
     }
 }
 
+/// An address as header text. IPv4, nearly every peer, is written digit by digit on the
+/// stack: through `Display` it cost more than the rest of the rewrite.
 fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&ip.to_string()).expect("an IP is a valid header value")
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an IP is a valid header value");
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    HeaderValue::from_bytes(&text[..len]).expect("an IP is a valid header value")
 }
 
 /// `X-Forwarded-For` toward the upstream: the peer's address alone, or, behind a trusted
 /// proxy, the chain it sent with the peer appended. A client that connects directly can
 /// never put an address of its choosing in front of its own.
 fn forwarded_for(h: &HeaderMap, peer: IpAddr, peer_trusted: bool) -> HeaderValue {
-    let peer = peer.to_string();
     if !peer_trusted {
-        return HeaderValue::from_str(&peer).expect("an IP is a valid header value");
+        return ip_value(peer);
     }
+    let peer = peer.to_string();
     let mut chain: Vec<&str> = h
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -330,21 +354,48 @@ fn drop_cookies(headers: &mut HeaderMap, names: &[String]) {
 /// Removes hop-by-hop headers and every header any `Connection` header names. `TE:
 /// trailers` is kept: it is the one TE value a proxy may pass on (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Byte-wise: one non-UTF-8 byte (obs-text) elsewhere in a value must not shield the
-    // names listed beside it.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+    // One pass over the names finds which of these are present (most messages carry none
+    // but `Connection`), so only those are looked up. Headers a `Connection` names can
+    // only be there if a `Connection` is.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    let mut te = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        } else if name == header::TE {
+            te = true;
+        }
+    }
+    if present[0] {
+        // Byte-wise: one non-UTF-8 byte (obs-text) elsewhere in a value must not shield
+        // the names listed beside it. A hop-by-hop name listed again (`keep-alive`) goes
+        // with the fixed list below.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+        // A `Connection` may name `TE` itself.
+        te = te && headers.contains_key(header::TE);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
-    let te_trailers_only = headers
-        .get_all(header::TE)
-        .iter()
-        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_trailers_only = !te
+        || headers
+            .get_all(header::TE)
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if !te_trailers_only {
         headers.remove(header::TE);
     }
@@ -568,6 +619,44 @@ mod tests {
         let mut kept = map(&[("cookie", "better-auth.session_token=t; a=1")]);
         rewrite_request(&mut kept, &stripped, &outbound(None, &[]));
         assert_eq!(kept[header::COOKIE], "better-auth.session_token=t; a=1");
+    }
+
+    #[test]
+    fn an_ipv4_address_is_written_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "192.168.10.99",
+            "255.255.255.255",
+            "1.20.100.205",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
+        let v6: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(ip_value(v6), "::ffff:10.0.0.2");
+    }
+
+    #[test]
+    fn te_goes_without_a_connection_header_and_named_hop_headers_go_in_any_case() {
+        let mut h = map(&[("te", "gzip"), ("keep-alive", "timeout=5"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-a"]);
+        let mut h = map(&[
+            ("connection", "Keep-Alive, TE, Upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-a", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-a"]);
+        let mut clean = map(&[("host", "a"), ("te", "trailers"), ("x-a", "1")]);
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean.len(), 3);
     }
 
     #[test]

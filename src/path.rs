@@ -62,7 +62,39 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
     if raw.contains('\\') {
         return Err(PathError::Backslash);
     }
+    if is_canonical(raw) {
+        return Ok(NormalizedPath {
+            text: raw.to_owned(),
+            has_params: raw.contains(';'),
+        });
+    }
+    normalize_segments(raw, rest)
+}
 
+/// Whether an absolute path is already its own normal form, as nearly every request's
+/// is: only `pchar`s between single slashes (nothing to decode or encode, nothing to
+/// collapse) and no dot segment. The segment-by-segment walk would return it unchanged.
+fn is_canonical(raw: &str) -> bool {
+    let mut segments = raw.as_bytes()[1..].split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        // Only the last segment may be empty: the path ends with `/` (or is `/`).
+        if seg.is_empty() && segments.peek().is_some() {
+            return false;
+        }
+        if !seg.iter().all(|&b| is_pchar(b)) {
+            return false;
+        }
+        let name = seg.split(|&b| b == b';').next().unwrap_or(seg);
+        if name == b"." || name == b".." {
+            return false;
+        }
+    }
+    true
+}
+
+/// The normal form of any absolute path: each segment decoded, dot segments resolved,
+/// re-encoded.
+fn normalize_segments(raw: &str, rest: &str) -> Result<NormalizedPath, PathError> {
     let mut segments: Vec<Vec<u8>> = Vec::new();
     let mut trailing_slash = false;
     for raw_seg in rest.split('/') {
@@ -273,6 +305,27 @@ mod tests {
         let once = normalize(&fits).unwrap();
         assert_eq!(once.as_str().len(), 1 + 3 * ((MAX_PATH_LEN - 1) / 3));
         assert_eq!(normalize(once.as_str()).unwrap(), once);
+    }
+
+    proptest::proptest! {
+        /// A path taken as already normal comes out exactly as the full walk makes it.
+        #[test]
+        fn the_canonical_shortcut_agrees_with_the_full_walk(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "/", "a", "B", ".", "..", ";", "x;p", "%2e", "%41", "~", "//", "-_", ">", "é",
+                ]),
+                0..10,
+            )
+        ) {
+            let raw = format!("/{}", parts.concat());
+            let full = normalize_segments(&raw, &raw[1..]);
+            proptest::prop_assert_eq!(normalize(&raw), full.clone());
+            if is_canonical(&raw) {
+                let full = full.unwrap();
+                proptest::prop_assert_eq!(full.as_str(), raw.as_str());
+            }
+        }
     }
 
     /// Found by the `path_route` fuzz target: the flag outlived the segment that set it,

@@ -435,9 +435,12 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, body);
     // The wait for a slot to the upstream counts against the same deadline as the
     // upstream's answer: a request never waits longer than `upstream_timeout` in all.
+    // The upstream exchange is boxed: its state is large, and kept inline it would make
+    // every request's future larger, which is copied whole each time it moves (one
+    // allocation costs far less than those copies).
     let send = async {
         let slot = route.slots.acquire().await;
-        (slot, route.client.request(upstream_req).await)
+        (slot, Box::pin(route.client.request(upstream_req)).await)
     };
     let (slot, resp) = match tokio::time::timeout(snap.config.server.upstream_timeout, send).await {
         Err(_) => return Err(Error::UpstreamTimeout),

@@ -64,7 +64,7 @@ impl RouteTable {
                 let (client, slots) = upstream_for(r);
                 let route = Route {
                     config: r.clone(),
-                    client,
+                    client: client.bound_to(&r.upstream),
                     slots,
                 };
                 (segs, Arc::new(route))

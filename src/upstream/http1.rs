@@ -20,6 +20,11 @@
 //! An error, or a body dropped before its end, closes the connection. A connection idle
 //! for 60 s is closed: lazily when it is found on a checkout, and by a sweep every 10 s.
 //!
+//! Each upstream's idle list is found once, when a route is built ([`Client::bound_to`]),
+//! not hashed per request: a request checks that its URI names the very upstream the list
+//! belongs to (scheme and authority), and only a request to another one looks its list up
+//! by name. A connection is never taken from, nor given back to, another upstream's list.
+//!
 //! The request body streams up while the response streams down (a full-duplex exchange
 //! works), until the response ends: read to its end, or dropped. If the request body is
 //! not all sent by then, nothing more of it goes, and the connection is aborted at once,
@@ -63,12 +68,21 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// The upstream this client's requests usually go to, resolved when the route was built.
+    bound: Option<Arc<Host>>,
+}
+
+/// One upstream and its idle connections, most recently used last.
+struct Host {
+    key: Key,
+    idle: Mutex<Vec<Idle>>,
 }
 
 struct Inner {
     connector: HttpsConnector<HttpConnector>,
     handshake: Builder,
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Every upstream's idle list, by name; a route holds its own upstream's.
+    hosts: Mutex<HashMap<Key, Arc<Host>>>,
     sweeping: AtomicBool,
     idle_timeout: Duration,
     sweep_every: Duration,
@@ -112,7 +126,7 @@ struct Idle {
 pub(super) struct Lease {
     conn: Conn,
     /// Where it goes back to, if the exchange left it fit for another request.
-    home: Option<(Key, Arc<Inner>)>,
+    home: Option<(Arc<Host>, Arc<Inner>)>,
     /// The request body, if it was still on its way when the answer came.
     body: Option<Arc<Progress>>,
 }
@@ -130,11 +144,11 @@ impl Lease {
             self.conn.task.abort();
             return;
         }
-        if let Some((key, client)) = self.home
+        if let Some((host, client)) = self.home
             && complete
             && self.conn.sender.is_ready()
         {
-            client.put(key, self.conn);
+            client.put(&host, self.conn);
         }
     }
 }
@@ -153,11 +167,25 @@ impl Client {
             inner: Arc::new(Inner {
                 connector,
                 handshake: Builder::new(),
-                idle: Mutex::new(HashMap::new()),
+                hosts: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
                 idle_timeout,
                 sweep_every,
             }),
+            bound: None,
+        }
+    }
+
+    /// This client (sharing its connections) with the idle list of the upstream reached at
+    /// `https` and `authority` at hand, so requests to it find their list without a lookup.
+    pub fn bound_to(&self, https: bool, authority: &Authority) -> Client {
+        let key = Key {
+            https,
+            authority: authority.clone(),
+        };
+        Client {
+            inner: self.inner.clone(),
+            bound: Some(self.inner.host(&key)),
         }
     }
 
@@ -191,10 +219,16 @@ impl Client {
             },
         );
 
+        let host = match &self.bound {
+            Some(host) if host.key == key => host.clone(),
+            _ => self.inner.host(&key),
+        };
         loop {
-            let (mut conn, reused) = match self.inner.checkout(&key) {
+            let (mut conn, reused) = match self.inner.checkout(&host) {
                 Some(conn) => (conn, true),
-                None => (self.connect(&key).await?, false),
+                // Boxed: a connect's state is large and rarely needed, and kept inline it
+                // would be copied with every request's future.
+                None => (Box::pin(self.connect(&key)).await?, false),
             };
             match conn.sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -208,7 +242,7 @@ impl Client {
                         && body.is_none();
                     let lease = Lease {
                         conn,
-                        home: reusable.then(|| (key, self.inner.clone())),
+                        home: reusable.then(|| (host, self.inner.clone())),
                         body,
                     };
                     return Ok(resp.map(|body| UpstreamBody::new(body, Some(lease))));
@@ -259,11 +293,24 @@ impl Client {
 }
 
 impl Inner {
-    /// The most recently used idle connection to `key` that is ready, if any. A closed one
+    /// The idle list of the upstream `key` names, made on first use.
+    fn host(&self, key: &Key) -> Arc<Host> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Host {
+                    key: key.clone(),
+                    idle: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    /// The most recently used idle connection to `host` that is ready, if any. A closed one
     /// is dropped and the next tried; past the idle timeout, it and all older are closed.
-    fn checkout(&self, key: &Key) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
+    fn checkout(&self, host: &Host) -> Option<Conn> {
+        let mut list = host.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         while let Some(conn) = list.pop() {
             if now.duration_since(conn.since) >= self.idle_timeout {
@@ -277,7 +324,7 @@ impl Inner {
         None
     }
 
-    fn put(self: &Arc<Self>, key: Key, conn: Conn) {
+    fn put(self: &Arc<Self>, host: &Host, conn: Conn) {
         if !self.sweeping.load(Ordering::Relaxed) {
             self.start_sweeping();
         }
@@ -285,8 +332,10 @@ impl Inner {
             conn,
             since: Instant::now(),
         };
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.entry(key).or_default().push(conn);
+        host.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
     }
 
     /// One task per client that closes idle connections past their timeout, and ends
@@ -312,13 +361,22 @@ impl Inner {
 
     fn sweep(&self) {
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|_, list| {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.retain(|_, host| {
+            let mut list = host.idle.lock().unwrap_or_else(PoisonError::into_inner);
             list.retain(|c| {
                 now.duration_since(c.since) < self.idle_timeout && !c.conn.sender.is_closed()
             });
-            !list.is_empty()
+            // An upstream no route holds any more, with nothing idle, is forgotten.
+            !list.is_empty() || Arc::strong_count(host) > 1
         });
+    }
+
+    /// How many connections sit idle, to every upstream.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let hosts = self.hosts.lock().unwrap();
+        hosts.values().map(|h| h.idle.lock().unwrap().len()).sum()
     }
 }
 
@@ -474,7 +532,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), closed.recv())
             .await
             .expect("the idle connection is closed");
-        assert!(client.inner.idle.lock().unwrap().is_empty());
+        assert_eq!(client.inner.idle_count(), 0);
         assert_eq!(get(&client, &url).await, "ok");
         assert_eq!(accepts.load(Ordering::SeqCst), 2);
     }
@@ -536,7 +594,27 @@ mod tests {
             .expect("the connection is closed while the request body waits")
             .unwrap();
         assert!(got.starts_with(b"POST /upload HTTP/1.1\r\n"));
-        assert!(client.inner.idle.lock().unwrap().is_empty());
+        assert_eq!(client.inner.idle_count(), 0);
+    }
+
+    /// A route's client holds its own upstream's idle list; a request that names another
+    /// upstream (the default client is shared by every route) still reaches that one, and
+    /// each keeps its connection for its own requests.
+    #[tokio::test]
+    async fn a_client_bound_to_one_upstream_never_sends_to_it_what_names_another() {
+        let (a_url, a_accepts, _a_closed) = upstream().await;
+        let (b_url, b_accepts, _b_closed) = upstream().await;
+        let shared = client(IDLE_TIMEOUT, SWEEP_EVERY);
+        let a_uri: Uri = a_url.parse().unwrap();
+        let bound = shared.bound_to(false, a_uri.authority().unwrap());
+        for _ in 0..3 {
+            assert_eq!(get(&bound, &a_url).await, "ok");
+            assert_eq!(get(&bound, &b_url).await, "ok");
+            assert_eq!(get(&shared, &a_url).await, "ok");
+        }
+        assert_eq!(a_accepts.load(Ordering::SeqCst), 1);
+        assert_eq!(b_accepts.load(Ordering::SeqCst), 1);
+        assert_eq!(shared.inner.idle_count(), 2);
     }
 
     #[tokio::test]

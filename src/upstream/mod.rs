@@ -90,6 +90,18 @@ pub fn client(upstream: &Upstream, default_tls: &Arc<rustls::ClientConfig>) -> U
 }
 
 impl UpstreamClient {
+    /// This client, sharing its connections, made ready for requests to `upstream`: an
+    /// HTTP/1.1 client holds that upstream's idle list, found once here instead of per
+    /// request.
+    pub fn bound_to(&self, upstream: &Upstream) -> UpstreamClient {
+        match self {
+            UpstreamClient::Http1(client) => {
+                UpstreamClient::Http1(client.bound_to(upstream.https, &upstream.authority))
+            }
+            UpstreamClient::Http2(client) => UpstreamClient::Http2(client.clone()),
+        }
+    }
+
     /// Sends `req`, whose URI names the upstream (scheme and authority).
     pub async fn request(
         &self,
