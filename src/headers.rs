@@ -368,19 +368,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     if present[0] {
         // Byte-wise: one non-UTF-8 byte (obs-text) elsewhere in a value must not shield
-        // the names listed beside it. A hop-by-hop name listed again (`keep-alive`) goes
-        // with the fixed list below.
+        // the names listed beside it.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| {
-                !HOP_BY_HOP
-                    .iter()
-                    .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
-            })
-            .filter_map(|t| HeaderName::from_bytes(t).ok())
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
             .collect();
         for name in &named {
             headers.remove(name);
